@@ -1,0 +1,208 @@
+"""The one dataset reader both methods train on.
+
+A dataset folder holds ``images/<stem>.<ext>`` and ``labels/<stem>.txt``. Reading reports every
+problem (image without label, label without image, unreadable image, bad label) with counts and
+names instead of silently dropping files. Training samples are random crops with flips,
+contrast/brightness and noise, and the points are moved exactly with the pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from simple_keypoint.images import IMAGE_SUFFIXES, ImageError, load_gray
+from simple_keypoint.labels import LabelError, normalised_to_pixel, read_labels
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be used at all."""
+
+
+@dataclass
+class Sample:
+    name: str
+    image: np.ndarray  # H x W float32, standardised
+    points: np.ndarray  # (N, 2) float64 pixel-index coordinates (u, v)
+
+
+@dataclass
+class ScanReport:
+    """What was found in a dataset folder and what could not be used, by name."""
+
+    root: Path
+    used: int = 0
+    unlabelled: list[str] = field(default_factory=list)  # image without a label file
+    orphan_labels: list[str] = field(default_factory=list)  # label file without an image
+    failures: list[str] = field(default_factory=list)  # one line per unreadable image / bad label
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> names (by choice)
+    duplicate_points: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        def names(items: list[str]) -> str:
+            return ", ".join(items[:5]) + (f", ... (+{len(items) - 5} more)" if len(items) > 5 else "")
+
+        out = [f"{self.root}: {self.used} image(s) usable"]
+        if self.unlabelled:
+            out.append(f"  {len(self.unlabelled)} image(s) without a label file, not used: {names(self.unlabelled)}")
+        if self.orphan_labels:
+            out.append(f"  {len(self.orphan_labels)} label file(s) without an image: {names(self.orphan_labels)}")
+        for reason, items in self.skipped.items():
+            out.append(f"  {len(items)} image(s) skipped ({reason}): {names(items)}")
+        if self.duplicate_points:
+            out.append(f"  {len(self.duplicate_points)} label file(s) with duplicate points (kept once): "
+                       f"{names(self.duplicate_points)}")
+        if self.failures:
+            out.append(f"  {len(self.failures)} file(s) failed:")
+            out += [f"    {line}" for line in self.failures]
+        return out
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in ``folder`` (any supported suffix, any case), sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def scan(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], ScanReport]:
+    """Pair ``images/*`` with ``labels/<stem>.txt``; returns the pairs and a report of the rest."""
+    root = Path(root)
+    image_dir, label_dir = root / "images", root / "labels"
+    if not image_dir.is_dir():
+        raise DatasetError(f"{root}: no images/ folder (expected {image_dir})")
+    report = ScanReport(root)
+    images = find_images(image_dir)
+    labels = {p.stem: p for p in label_dir.glob("*.txt")} if label_dir.is_dir() else {}
+    pairs = []
+    for image in images:
+        label = labels.pop(image.stem, None)
+        if label is None:
+            report.unlabelled.append(image.name)
+        else:
+            pairs.append((image, label))
+    report.orphan_labels = sorted(p.name for p in labels.values())
+    return pairs, report
+
+
+def load_dataset(root: str | os.PathLike, max_targets: int | None = None, min_targets: int = 0,
+                 progress: bool = True) -> tuple[list[Sample], ScanReport]:
+    """Load every usable (image, label) pair of a dataset folder into memory.
+
+    ``max_targets``/``min_targets`` keep only images with that many points (the regression method
+    uses 1..1); what they skip is counted in the report.
+    """
+    pairs, report = scan(root)
+    samples = []
+    for image_path, label_path in tqdm(pairs, desc=f"reading {Path(root).name}", disable=not progress, leave=False):
+        try:
+            labels = read_labels(label_path)
+            image = load_gray(image_path)
+        except (LabelError, ImageError) as e:
+            report.failures.append(str(e))
+            continue
+        xy = labels[:, :2]
+        unique = np.unique(np.round(xy, 6), axis=0)
+        if len(unique) < len(xy):
+            report.duplicate_points.append(label_path.name)
+            xy = unique
+        n = len(xy)
+        if n < min_targets or (max_targets is not None and n > max_targets):
+            reason = f"{n} targets; this method needs {min_targets}..{max_targets}"
+            report.skipped.setdefault(reason, []).append(image_path.name)
+            continue
+        h, w = image.shape
+        samples.append(Sample(image_path.name, image, normalised_to_pixel(xy, w, h)))
+    report.used = len(samples)
+    return samples, report
+
+
+def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Carve a deterministic validation split: returns (train, val)."""
+    order = np.random.default_rng(seed).permutation(len(samples))
+    n_val = int(round(len(samples) * fraction)) if fraction > 0 else 0
+    n_val = min(max(n_val, 1 if fraction > 0 and len(samples) > 1 else 0), len(samples) - 1)
+    val_index = set(order[:n_val].tolist())
+    return ([s for i, s in enumerate(samples) if i not in val_index],
+            [s for i, s in enumerate(samples) if i in val_index])
+
+
+def random_crop(image: np.ndarray, points: np.ndarray, size: int, rng: np.random.Generator,
+                target_fraction: float, keep_one: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` crop (zero-padded when the image is smaller) and the points inside it.
+
+    With probability ``target_fraction`` (always when ``keep_one``) the crop is placed so that a
+    random labelled point lies inside it; otherwise anywhere. Points outside the crop are dropped.
+    """
+    h, w = image.shape
+    if len(points) and (keep_one or rng.random() < target_fraction):
+        u, v = points[rng.integers(len(points))]
+        # Any offset that keeps the point at least 2 px from the crop edge.
+        x0 = rng.uniform(u + 2.5 - size, u - 1.5)
+        y0 = rng.uniform(v + 2.5 - size, v - 1.5)
+    else:
+        x0 = rng.uniform(min(0, w - size), max(0, w - size))
+        y0 = rng.uniform(min(0, h - size), max(0, h - size))
+    x0, y0 = int(np.floor(x0)), int(np.floor(y0))
+    crop = np.zeros((size, size), np.float32)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    moved = points - np.array([x0, y0], dtype=np.float64)
+    inside = np.all((moved >= -0.5) & (moved < size - 0.5), axis=1) if len(moved) else np.zeros(0, bool)
+    return crop, moved[inside].reshape(-1, 2)
+
+
+def flip_and_transpose(image: np.ndarray, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random one of the 8 flips/rotations of a square crop, points moved exactly."""
+    size = image.shape[0]
+    points = points.copy()
+    if rng.random() < 0.5:
+        image, points[:, 0] = image[:, ::-1], size - 1 - points[:, 0]
+    if rng.random() < 0.5:
+        image, points[:, 1] = image[::-1, :], size - 1 - points[:, 1]
+    if rng.random() < 0.5:
+        image, points = image.T, points[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(points)
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random contrast, brightness and sensor noise on a standardised image."""
+    image = image * rng.uniform(0.7, 1.4) + rng.uniform(-0.3, 0.3)
+    noise = rng.uniform(0.0, 0.15)
+    if noise > 0:
+        image = image + rng.standard_normal(image.shape).astype(np.float32) * noise
+    return image.astype(np.float32)
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Training crops: item i of epoch e is the same for the same seed (deterministic).
+
+    Returns (image (1, S, S) float32, points (max_points, 2) float32 padded, count int).
+    """
+
+    def __init__(self, samples: list[Sample], crop_size: int, seed: int = 0, augment: bool = True,
+                 target_fraction: float = 0.8, keep_one: bool = False, max_points: int = 16):
+        self.samples, self.crop_size, self.seed, self.augment = samples, crop_size, seed, augment
+        self.target_fraction, self.keep_one, self.max_points = target_fraction, keep_one, max_points
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        sample = self.samples[i]
+        image, points = random_crop(sample.image, sample.points, self.crop_size, rng,
+                                    self.target_fraction, self.keep_one)
+        if self.augment:
+            image, points = flip_and_transpose(image, points, rng)
+            image = photometric(image, rng)
+        padded = np.zeros((self.max_points, 2), np.float32)
+        count = min(len(points), self.max_points)
+        padded[:count] = points[:count]
+        return torch.from_numpy(image)[None], torch.from_numpy(padded), count

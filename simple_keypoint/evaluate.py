@@ -1,0 +1,203 @@
+"""Scoring point predictions the way the infrared small-target field does.
+
+A prediction matches a labelled point within ``radius`` pixels (original image pixels),
+one-to-one, greedily in score order (the IRSTD centroid rule applied to points). From the
+matches: Pd (found targets / targets), false alarms per image and per megapixel, AP (area under
+precision-recall over all predictions ranked by score, all-point interpolation) and the
+localisation error of matches. Used by training's validation, by this CLI and by the benchmarks.
+
+    python -m simple_keypoint.evaluate --weights weights/heatmap.pt --data data/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from simple_keypoint.dataset import Sample
+    from simple_keypoint.predict import Localizer
+
+RADII = (1.0, 2.0, 3.0)
+
+
+def match(pred: np.ndarray, truth: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy one-to-one matching, best score first.
+
+    ``pred`` (N, 3) ``(u, v, score)``, ``truth`` (M, 2). Returns, for each prediction in the
+    order given, the index of its matched truth point or -1, and the distances (nan if unmatched).
+    """
+    matched = np.full(len(pred), -1)
+    dist = np.full(len(pred), np.nan)
+    if len(pred) == 0 or len(truth) == 0:
+        return matched, dist
+    d = np.linalg.norm(pred[:, None, :2] - truth[None, :, :2], axis=2)
+    free = np.ones(len(truth), bool)
+    for i in np.argsort(-pred[:, 2], kind="stable"):
+        candidates = np.where(free & (d[i] <= radius))[0]
+        if len(candidates):
+            j = candidates[np.argmin(d[i, candidates])]
+            matched[i], dist[i], free[j] = j, d[i, j], False
+    return matched, dist
+
+
+def average_precision(scores: np.ndarray, is_true: np.ndarray, n_truth: int) -> float:
+    """All-point interpolated AP over predictions ranked by score."""
+    if n_truth == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(is_true[order])
+    fp = np.cumsum(~is_true[order])
+    recall = np.concatenate([[0.0], tp / n_truth])
+    precision = np.concatenate([[1.0], tp / np.maximum(tp + fp, 1)])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # the interpolation envelope
+    return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
+
+
+@dataclass
+class ImageResult:
+    name: str
+    truth: np.ndarray  # (M, 2)
+    pred: np.ndarray  # (N, 3)
+    pixels: int
+
+
+def score(results: list[ImageResult], conf: float) -> dict[str, float]:
+    """All metrics for a list of per-image results. Pd and false alarms count predictions >= conf;
+    AP ranks all predictions, whatever their score."""
+    out: dict[str, float] = {"images": len(results), "targets": int(sum(len(r.truth) for r in results))}
+    megapixels = sum(r.pixels for r in results) / 1e6
+    for radius in RADII:
+        tag = f"{radius:g}px"
+        all_scores, all_true, errors, found, false = [], [], [], 0, 0
+        for r in results:
+            matched, dist = match(r.pred, r.truth, radius)
+            all_scores.append(r.pred[:, 2])
+            all_true.append(matched >= 0)
+            kept = r.pred[:, 2] >= conf
+            # Re-match at the threshold: a kept prediction may take a target a dropped one held.
+            m_kept, d_kept = match(r.pred[kept], r.truth, radius)
+            found += int((m_kept >= 0).sum())
+            false += int((m_kept < 0).sum())
+            errors.append(d_kept[m_kept >= 0])
+        errors_px = np.concatenate(errors) if errors else np.zeros(0)
+        out[f"AP@{tag}"] = average_precision(np.concatenate(all_scores) if all_scores else np.zeros(0),
+                                             np.concatenate(all_true) if all_true else np.zeros(0, bool),
+                                             out["targets"])
+        out[f"Pd@{tag}"] = found / out["targets"] if out["targets"] else float("nan")
+        out[f"FA/img@{tag}"] = false / max(len(results), 1)
+        out[f"FA/MPx@{tag}"] = false / megapixels if megapixels else float("nan")
+        out[f"err_mean@{tag}"] = float(errors_px.mean()) if len(errors_px) else float("nan")
+        out[f"err_median@{tag}"] = float(np.median(errors_px)) if len(errors_px) else float("nan")
+    return out
+
+
+def pick_threshold(results: list[ImageResult], max_false_per_image: float = 0.05, radius: float = 3.0) -> float:
+    """The lowest score threshold whose false alarms per image stay within the limit (max Pd).
+
+    Meant for a validation split; never for the data the final numbers are reported on.
+    """
+    candidates = np.unique(np.concatenate([r.pred[:, 2] for r in results] + [np.array([1.0])]))
+    for conf in candidates:  # ascending: first allowed one detects the most
+        kept = [ImageResult(r.name, r.truth, r.pred[r.pred[:, 2] >= conf], r.pixels) for r in results]
+        false = sum(int((match(r.pred, r.truth, radius)[0] < 0).sum()) for r in kept)
+        if false / max(len(results), 1) <= max_false_per_image:
+            return float(conf)
+    return 1.0
+
+
+def predict_all(localizer: Localizer, samples: list[Sample], conf: float = 0.0,
+                progress: bool = False) -> list[ImageResult]:
+    """Run a model on loaded samples at a low threshold (AP needs the low-score predictions too)."""
+    results = []
+    for s in tqdm(samples, desc="evaluating", disable=not progress, leave=False):
+        pred = localizer.predict_standardised(s.image, conf=conf)
+        results.append(ImageResult(s.name, s.points, pred, s.image.size))
+    return results
+
+
+def format_table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
+    """A plain-text table: one row per entry of ``rows``."""
+    width = max(len(k) for k in rows) if rows else 5
+    head = f"{'':{width}}  " + "  ".join(f"{c:>12}" for c in columns)
+    lines = [head]
+    for name, m in rows.items():
+        cells = []
+        for c in columns:
+            v = m.get(c, float("nan"))
+            cells.append(f"{v:>12d}" if isinstance(v, int) else f"{v:>12.3f}")
+        lines.append(f"{name:{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+MAIN_COLUMNS = ["images", "targets", "AP@3px", "Pd@3px", "FA/img@3px", "FA/MPx@3px", "err_mean@3px",
+                "err_median@3px", "Pd@1px", "Pd@2px", "AP@1px", "AP@2px"]
+
+
+def write_per_image_csv(path: Path, results: list[ImageResult], conf: float, radius: float = 3.0) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "targets", "predictions", "found", "false_alarms", "mean_error_px"])
+        for r in results:
+            kept = r.pred[r.pred[:, 2] >= conf]
+            m, d = match(kept, r.truth, radius)
+            err = float(np.nanmean(d)) if (m >= 0).any() else ""
+            w.writerow([r.name, len(r.truth), len(kept), int((m >= 0).sum()), int((m < 0).sum()), err])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from simple_keypoint.checkpoint import CheckpointError
+    from simple_keypoint.dataset import DatasetError, load_dataset
+    from simple_keypoint.predict import load_model
+
+    p = argparse.ArgumentParser(prog="python -m simple_keypoint.evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--weights", default="weights/heatmap.pt", help="checkpoint of either method")
+    p.add_argument("--data", nargs="+", action="extend", default=None,
+                   help="dataset folder(s) with images/ and labels/ (repeatable); default data/test")
+    p.add_argument("--conf", type=float, default=None, help="threshold for Pd/false alarms (default: the checkpoint's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", type=Path, help="also write all metrics to this JSON file")
+    p.add_argument("--per-image", type=Path, help="write a per-image CSV here (one file per dataset, suffixed)")
+    args = p.parse_args(argv)
+    try:
+        model = load_model(args.weights, device=args.device)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    conf = model.conf if args.conf is None else args.conf
+    single = model.method == "regression"
+    tables, failed = {}, False
+    for folder in args.data or ["data/test"]:
+        try:
+            samples, report = load_dataset(folder, max_targets=1 if single else None, min_targets=1 if single else 0)
+        except DatasetError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed = True
+            continue
+        for line in report.lines():
+            print(line)
+        failed |= bool(report.failures)
+        results = predict_all(model, samples, progress=True)
+        tables[str(folder)] = score(results, conf)
+        if args.per_image:
+            path = args.per_image if len(args.data or [0]) == 1 else args.per_image.with_name(
+                f"{args.per_image.stem}_{Path(folder).name}{args.per_image.suffix}")
+            write_per_image_csv(path, results, conf)
+    print(f"{model.method} model {args.weights}, threshold {conf:.3f}, match radius 3 px (Pd@1/2px: radius 1/2 px)")
+    print(format_table(tables, MAIN_COLUMNS))
+    if args.json:
+        args.json.write_text(json.dumps({"weights": str(args.weights), "conf": conf, "results": tables}, indent=2))
+    return 1 if failed or not tables else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

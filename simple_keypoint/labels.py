@@ -1,0 +1,125 @@
+"""The label file format, in one place.
+
+A label file ``<stem>.txt`` holds, on line 1, the number of points N, then N lines ``x y`` or
+``x y score``. Coordinates are normalised to [0, 1] with ``x = (u + 0.5) / W`` where ``u`` is the
+0-based pixel index, so the image spans [0, 1] exactly and resizing never moves a point.
+``0`` means "looked, no target"; a missing file means "not labelled yet".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class LabelError(ValueError):
+    """A label file that cannot be trusted; the message names the file and the line."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, reason: str):
+        self.path, self.line, self.reason = str(path), line, reason
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+def parse_labels(text: str, path: str | os.PathLike = "<text>") -> np.ndarray:
+    """Parse label text into an (N, 3) float array of normalised ``x, y, score``.
+
+    Tolerates a BOM, CRLF, extra spaces and trailing blank lines; a missing score reads as 1.
+    Anything else that is off raises :class:`LabelError` naming the file and line.
+    """
+    lines = text.lstrip("\ufeff").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise LabelError(path, 1, "empty file (write '0' for an image with no target)")
+    head = lines[0].split()
+    if len(head) != 1 or not head[0].isdigit():
+        raise LabelError(path, 1, f"first line must be the number of points, got {lines[0]!r}")
+    count = int(head[0])
+    if len(lines) - 1 != count:
+        raise LabelError(path, 1, f"says {count} point(s) but {len(lines) - 1} line(s) follow")
+    points = np.empty((count, 3), dtype=np.float64)
+    for i, line in enumerate(lines[1:], start=2):
+        fields = line.split()
+        if len(fields) not in (2, 3):
+            raise LabelError(path, i, f"expected 'x y' or 'x y score', got {line!r}")
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            raise LabelError(path, i, f"not a number in {line!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise LabelError(path, i, f"non-finite value in {line!r}")
+        x, y = values[:2]
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise LabelError(path, i, f"point ({x}, {y}) is outside [0, 1]")
+        points[i - 2] = (x, y, values[2] if len(values) == 3 else 1.0)
+    return points
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a label file; returns (N, 3) normalised ``x, y, score``. Raises LabelError."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise LabelError(path, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LabelError(path, None, "not a text file (not UTF-8)") from None
+    return parse_labels(text, path)
+
+
+def format_labels(points: np.ndarray) -> str:
+    """Format (N, 2) points, or (N, 3) points with scores, as label-file text (6 decimals)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.size == 0:
+        points = points.reshape(0, 2)
+    if points.ndim != 2 or points.shape[1] not in (2, 3):
+        raise ValueError(f"points must be (N, 2) or (N, 3), got {points.shape}")
+    xy = points[:, :2]
+    if not np.all(np.isfinite(points)) or np.any((xy < 0) | (xy > 1)):
+        raise ValueError("points must be finite with x, y in [0, 1]")
+    rows = [" ".join(f"{v:.6f}" for v in p) for p in points]
+    return "\n".join([str(len(points)), *rows]) + "\n"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
+
+    Temp file in the same folder, fsync, then rename over the target (atomic on POSIX and Windows).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_labels(path: str | os.PathLike, points: np.ndarray) -> None:
+    """Atomically write (N, 2) or (N, 3) normalised points to a label file."""
+    atomic_write(path, format_labels(points).encode("utf-8"))
+
+
+def pixel_to_normalised(uv: np.ndarray, width: int, height: int) -> np.ndarray:
+    """0-based pixel coordinates (u, v) -> normalised (x, y): x = (u + 0.5) / W."""
+    uv = np.asarray(uv, dtype=np.float64)
+    return (uv + 0.5) / np.array([width, height], dtype=np.float64)
+
+
+def normalised_to_pixel(xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Normalised (x, y) -> 0-based pixel coordinates (u, v): u = x * W - 0.5."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return xy * np.array([width, height], dtype=np.float64) - 0.5

@@ -1,0 +1,248 @@
+"""The training loop both methods share: data, epochs, validation, checkpoints, plots, resume.
+
+A method's ``train.py`` adds its own options and a loss function ``loss_fn(net, images, points,
+counts) -> loss``; everything else happens here, top to bottom in :func:`train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from simple_keypoint.dataset import CropDataset, DatasetError, Sample, load_dataset, split
+from simple_keypoint.evaluate import pick_threshold, predict_all, score
+from simple_keypoint.labels import atomic_write
+from simple_keypoint.predict import Localizer, build_model, pick_device
+
+LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_parser(method: str, description: str, **defaults: Any) -> argparse.ArgumentParser:
+    """The options every method's train.py has; ``defaults`` override the generic ones."""
+    p = argparse.ArgumentParser(prog=f"python -m simple_keypoint.{method}.train", description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="data/train", help="dataset folder with images/ and labels/")
+    p.add_argument("--val", default=None, help="validation folder (default: a split carved from --data)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of --data used for validation when --val is not given")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--crop", type=int, default=128, help="training input size: random square crops at native resolution")
+    p.add_argument("--repeats", type=int, default=4, help="crops taken from each training image per epoch")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
+    p.add_argument("--out", default=f"runs/{method}", help="run folder: weights/best.pt, weights/last.pt, losses.csv, losses.png")
+    p.add_argument("--resume", default=None, help="a last.pt to continue from (same settings, same final epoch)")
+    p.add_argument("--visdom", action="store_true", default=bool(os.environ.get("SIMPLE_KEYPOINT_VISDOM")),
+                   help="live loss plots on a visdom server (also on when SIMPLE_KEYPOINT_VISDOM is set)")
+    p.add_argument("--visdom-server", default=os.environ.get("SIMPLE_KEYPOINT_VISDOM", "http://127.0.0.1"))
+    p.add_argument("--visdom-port", type=int, default=int(os.environ.get("SIMPLE_KEYPOINT_VISDOM_PORT", 8097)))
+    p.add_argument("--visdom-env", default=f"simple_keypoint_{method}")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(**defaults)
+    return p
+
+
+class VisdomPlotter:
+    """Live plots on a visdom server. Any failure prints one notice and switches plotting off."""
+
+    def __init__(self, server: str, port: int, env: str):
+        self.vis, self.env = None, env
+        try:
+            import visdom
+
+            vis = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
+                                use_incoming_socket=False)
+            if not vis.check_connection(timeout_seconds=2):
+                raise ConnectionError("no answer")
+            self.vis = vis
+            print(f"visdom: plotting to {server}:{port}, env {env}")
+        except Exception as e:  # noqa: BLE001  (plots are optional; training must go on)
+            print(f"visdom: no server at {server}:{port} ({type(e).__name__}); training without live plots")
+
+    def plot(self, epoch: int, values: dict[str, float], window: str) -> None:
+        if self.vis is None:
+            return
+        try:
+            for name, value in values.items():
+                self.vis.line(X=np.array([epoch]), Y=np.array([value]), win=window, name=name,
+                              update="append" if self.vis.win_exists(window) else None,
+                              opts={"title": window, "xlabel": "epoch", "showlegend": True})
+        except Exception as e:  # noqa: BLE001
+            print(f"\nvisdom: lost the server ({type(e).__name__}); training goes on without live plots")
+            self.vis = None
+
+
+def write_history(out: Path, history: list[dict[str, float]]) -> None:
+    """losses.csv and losses.png in the run folder, rewritten after every epoch."""
+    if not history:
+        return
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write(out / "losses.csv", text.getvalue().encode())
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a.plot(epochs, [h["train_loss"] for h in history], label="train")
+    a.plot(epochs, [h["val_loss"] for h in history], label="val")
+    a.set_yscale("log")
+    a.set(xlabel="epoch", ylabel="loss", title="loss")
+    a.legend()
+    b.plot(epochs, [h["val_AP@3px"] for h in history], label="AP@3px")
+    b.plot(epochs, [h["val_Pd@3px"] for h in history], label="Pd@3px")
+    b.set(xlabel="epoch", ylim=(0, 1.02), title="validation")
+    b.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(out / "losses.png", buffer.getvalue())
+
+
+def load_data(args: argparse.Namespace, max_targets: int | None, min_targets: int) -> tuple[list[Sample], list[Sample]]:
+    """Train and validation samples; prints what was found and skipped. Exits if nothing is usable."""
+    def read(folder: str) -> list[Sample]:
+        try:
+            samples, report = load_dataset(folder, max_targets, min_targets, progress=not args.quiet)
+        except (DatasetError, OSError) as e:
+            sys.exit(f"error: {e}")
+        print("\n".join(report.lines()))
+        return samples
+
+    train_samples = read(args.data)
+    val_samples = read(args.val) if args.val else []
+    if not args.val:
+        train_samples, val_samples = split(train_samples, args.val_fraction, args.seed)
+        print(f"validation: {len(val_samples)} image(s) carved from {args.data} (seed {args.seed})")
+    if not train_samples:
+        sys.exit(f"error: no usable training images in {args.data}")
+    return train_samples, val_samples
+
+
+def evaluate_epoch(net: torch.nn.Module, method: str, val: list[Sample], val_loader: torch.utils.data.DataLoader,
+                   loss_fn: LossFn, device: torch.device) -> tuple[dict[str, float], float]:
+    """Validation: loss on fixed crops, metrics on the whole images, and the threshold they suggest."""
+    net.eval()
+    with torch.no_grad():
+        losses = [loss_fn(net, x.to(device), p.to(device), n.to(device)).item() for x, p, n in val_loader]
+    localizer = Localizer(method, net, conf=0.0, device=device)
+    results = predict_all(localizer, val)
+    metrics = score(results, conf=0.0) if val else {}
+    conf = pick_threshold(results) if (val and method == "heatmap") else 0.0
+    net.train()
+    metrics["loss"] = float(np.mean(losses)) if losses else float("nan")
+    return metrics, conf
+
+
+def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], loss_fn: LossFn,
+          max_targets: int | None = None, min_targets: int = 0, keep_target_in_crop: bool = False) -> Path:
+    """Train one model; returns the path of the best checkpoint (by validation AP@3px)."""
+    resume = None
+    if args.resume:
+        try:
+            resume = load_checkpoint(args.resume, method)
+        except CheckpointError as e:
+            sys.exit(f"error: {e}")
+        # Continue the same run: its settings, except where and how to run and plot.
+        kept = {k: getattr(args, k) for k in ("device", "resume", "visdom", "visdom_server", "visdom_port", "quiet", "workers")}
+        args = argparse.Namespace(**{**resume["train_args"], **kept})
+        model_args = resume["model_args"]
+    torch.manual_seed(args.seed)
+    device = pick_device(args.device)
+    out = Path(args.out)
+    (out / "weights").mkdir(parents=True, exist_ok=True)
+    print(f"{method}: training on {device}, run folder {out}")
+
+    train_samples, val_samples = load_data(args, max_targets, min_targets)
+    train_set = CropDataset(train_samples * args.repeats, args.crop, args.seed, augment=True, keep_one=keep_target_in_crop)
+    val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=keep_target_in_crop)
+    loader = torch.utils.data.DataLoader(train_set, args.batch_size, shuffle=True, num_workers=args.workers,
+                                         drop_last=len(train_set) >= args.batch_size,
+                                         generator=torch.Generator().manual_seed(args.seed))
+    val_loader = torch.utils.data.DataLoader(val_set, args.batch_size)
+
+    net = build_model(method, model_args).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps = args.epochs * max(len(loader), 1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=0.1)
+    start_epoch, history, best_ap = 0, [], -1.0
+    if resume:
+        net.load_state_dict(resume["model_state"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        start_epoch, history = resume["epoch"], resume["history"]
+        best_ap = max((h["val_AP@3px"] for h in history), default=-1.0)
+        print(f"resuming {args.resume} after epoch {start_epoch} of {args.epochs}")
+    plotter = VisdomPlotter(args.visdom_server, args.visdom_port, args.visdom_env) if args.visdom else None
+    n_params = sum(p.numel() for p in net.parameters())
+    print(f"{method} net: {n_params:,} parameters, {len(train_samples)} train / {len(val_samples)} val images, "
+          f"{len(loader)} steps per epoch")
+
+    def checkpoint(epoch: int, conf: float, metrics: dict[str, float]) -> dict[str, Any]:
+        return {"method": method, "model_args": model_args, "model_state": net.state_dict(),
+                "decode": {"conf": conf}, "epoch": epoch, "metrics": metrics, "history": history,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "train_args": {k: v for k, v in vars(args).items() if k != "resume"}}
+
+    # SIGTERM behaves like Ctrl+C: stop between steps; the last completed epoch is on disk.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    net.train()
+    try:
+        for epoch in range(start_epoch + 1, args.epochs + 1):
+            train_set.epoch = epoch
+            loader.generator.manual_seed(args.seed * 100_003 + epoch)
+            started, total, count = time.time(), 0.0, 0
+            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet, leave=False)
+            for images, points, counts in bar:
+                loss = loss_fn(net, images.to(device), points.to(device), counts.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                total, count = total + loss.item(), count + 1
+                bar.set_postfix(loss=f"{total / count:.5f}")
+            metrics, conf = evaluate_epoch(net, method, val_samples, val_loader, loss_fn, device)
+            row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": metrics["loss"],
+                   "val_AP@3px": metrics.get("AP@3px", float("nan")), "val_Pd@3px": metrics.get("Pd@3px", float("nan")),
+                   "val_err@3px": metrics.get("err_mean@3px", float("nan")), "conf": conf,
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+            history.append(row)
+            ap = row["val_AP@3px"] if np.isfinite(row["val_AP@3px"]) else -row["val_loss"]
+            if ap > best_ap:
+                best_ap = ap
+                save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics))
+            save_checkpoint(out / "weights" / "last.pt", checkpoint(epoch, conf, metrics))
+            write_history(out, history)
+            if plotter:
+                plotter.plot(epoch, {"train": row["train_loss"], "val": row["val_loss"]}, "loss")
+                plotter.plot(epoch, {"AP@3px": row["val_AP@3px"], "Pd@3px": row["val_Pd@3px"]}, "validation")
+            print(f"epoch {epoch}/{args.epochs}  loss {row['train_loss']:.5f}  val loss {row['val_loss']:.5f}  "
+                  f"val AP@3px {row['val_AP@3px']:.3f}  Pd@3px {row['val_Pd@3px']:.3f}  "
+                  f"err {row['val_err@3px']:.2f}px  ({row['seconds']:.0f}s)", flush=True)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last completed epoch is in {out / 'weights' / 'last.pt'} "
+              f"(continue with --resume {out / 'weights' / 'last.pt'})")
+        sys.exit(130)
+    print(f"done: best {out / 'weights' / 'best.pt'}, last {out / 'weights' / 'last.pt'}, curves {out / 'losses.png'}")
+    return out / "weights" / "best.pt"
