@@ -46,10 +46,10 @@ class HeatmapNet(nn.Module):
         self.stem = conv_bn_relu(1, self.widths[0], stride=2)
         self.down = nn.ModuleList(
             nn.Sequential(conv_bn_relu(cin, cout, stride=2), conv_bn_relu(cout, cout))
-            for cin, cout in zip(self.widths[:-1], self.widths[1:])
+            for cin, cout in zip(self.widths[:-1], self.widths[1:], strict=False)
         )
         self.up = nn.ModuleList(
-            SEB(deep, skip, skip) for deep, skip in zip(self.widths[:0:-1], self.widths[-2::-1])
+            SEB(deep, skip, skip) for deep, skip in zip(self.widths[:0:-1], self.widths[-2::-1], strict=False)
         )
         self.to_full = SEB(self.widths[0], 1, full_res_channels)
         self.head = nn.Conv2d(full_res_channels, 1, 1)

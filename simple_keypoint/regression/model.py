@@ -29,7 +29,7 @@ class RegressionNet(nn.Module):
         self.widths = tuple(widths)
         self.stride = 2 ** (len(self.widths) - 1)
         layers = [conv_bn_relu(1, self.widths[0])]
-        for cin, cout in zip(self.widths[:-1], self.widths[1:]):
+        for cin, cout in zip(self.widths[:-1], self.widths[1:], strict=False):
             layers += [conv_bn_relu(cin, cout, stride=2), conv_bn_relu(cout, cout)]
         # Dilated layers widen the view so clutter can be told from a target without pooling.
         for d in range(context_layers):
