@@ -1,0 +1,97 @@
+"""``python -m landmark_annotation IMAGES_DIR [--labels LABELS_DIR] [--weights W] [--carry]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from landmark_annotation.keys import KEYS
+
+
+def make_parser() -> argparse.ArgumentParser:
+    keys = "\n".join(f"  {k:<30} {v}" for k, v in KEYS)
+    parser = argparse.ArgumentParser(
+        prog="python -m landmark_annotation",
+        description="Click-to-label tool for tiny, dim infrared point targets.\n"
+                    "Opens at the first unlabelled image. Every edit is saved at once to LABELS_DIR/<image stem>.txt\n"
+                    "(line 1: number of points, then 'x y' normalised with x = (u + 0.5) / W; '0' = no target).",
+        epilog=f"keys (also shown in the window with ? or F1):\n{keys}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="?", type=Path,
+                        help="folder of images (jpg/png/bmp/tif, 8/16-bit); a folder picker opens when omitted")
+    parser.add_argument("--labels", type=Path, help="folder for label files (default: IMAGES_DIR/../labels)")
+    parser.add_argument("--weights", type=Path,
+                        help="a trained simple_keypoint checkpoint (heatmap or regression); its points are shown "
+                             "as proposals on unlabelled images: Enter accepts them, a click replaces them")
+    parser.add_argument("--carry", action="store_true",
+                        help="propose the previous image's points on the next unlabelled image (video frames)")
+    parser.add_argument("--no-snap", action="store_true", help="start with snapping off (toggle with c)")
+    parser.add_argument("--snap-radius", type=int, default=3, help="snapping search radius in pixels (default 3)")
+    parser.add_argument("--low", type=float, default=1.0, help="display window low percentile (default 1)")
+    parser.add_argument("--high", type=float, default=99.9, help="display window high percentile (default 99.9)")
+    parser.add_argument("--device", default="cpu", help="device for --weights (default cpu)")
+    return parser
+
+
+def pick_folder() -> Path | None:
+    """Ask for the images folder with a dialog; a dataset root (holding images/) is accepted too."""
+    import tkinter as tk
+    from tkinter import filedialog
+
+    root = tk.Tk()
+    root.withdraw()
+    chosen = filedialog.askdirectory(title="Folder of images to label", mustexist=True)
+    root.destroy()
+    if not chosen:
+        return None
+    folder = Path(chosen)
+    return folder / "images" if (folder / "images").is_dir() else folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    images = args.images
+    if images is None:
+        try:
+            images = pick_folder()
+        except Exception as e:  # no display: say so instead of a traceback
+            print(f"error: no IMAGES_DIR given and cannot open a folder picker ({e})", file=sys.stderr)
+            return 2
+        if images is None:
+            print("no folder chosen", file=sys.stderr)
+            return 1
+    if not images.is_dir():
+        print(f"error: {images}: not a folder", file=sys.stderr)
+        return 2
+    import cv2
+
+    # A broken image is reported in the window by name; OpenCV's own decoder chatter is noise.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    from landmark_annotation.app import run
+    from landmark_annotation.display import Windowing
+    from landmark_annotation.session import Session
+
+    proposer = None
+    if args.weights is not None:
+        from simple_keypoint.checkpoint import CheckpointError
+        from simple_keypoint.predict import load_model
+
+        try:
+            model = load_model(args.weights, args.device)
+        except CheckpointError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        proposer = model.predict
+    session = Session(images, args.labels, proposer=proposer, carry=args.carry, snap=not args.no_snap,
+                      snap_radius=args.snap_radius)
+    if not session.images:
+        print(f"error: {images}: no images (jpg/png/bmp/tif)", file=sys.stderr)
+        return 2
+    print(f"{len(session.images)} image(s) in {images}; labels in {session.labels_dir} "
+          f"({len(session.labelled)} labelled)")
+    return run(session, Windowing(low=args.low, high=args.high))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""The Tk window: turns mouse and keys into :class:`Session` calls and draws the result.
+
+All decisions (where a click lands, what is saved, undo) are in ``session.py``; this file only
+handles the view (zoom, pan, windowing), drawing and events.
+"""
+
+from __future__ import annotations
+
+import sys
+import tkinter as tk
+import traceback
+from tkinter import messagebox, simpledialog
+
+from landmark_annotation.display import View, Windowing, levels, to_ppm
+from landmark_annotation.keys import KEYS
+from landmark_annotation.session import Session
+
+POINT_COLOUR, SELECTED_COLOUR, PROPOSAL_COLOUR = "#00ff66", "#ffd400", "#ff40ff"
+CROSSHAIR_COLOUR = "#4aa3ff"
+HIT_PIXELS = 8  # a click this close (on screen) to a point grabs it instead of adding one
+ZOOM_STEP = 1.25
+ERROR_WORDS = ("NOT SAVED", "malformed", "unreadable", "cannot", "failed", "error", "Error")
+
+
+class AnnotationApp:
+    """The annotation window over a :class:`Session`."""
+
+    def __init__(self, root: tk.Tk, session: Session, window: Windowing | None = None):
+        self.root, self.session = root, session
+        self.window = window or Windowing()
+        self.view = View()
+        self.fitted = True  # view follows the window size until the user zooms or pans
+        self.levels = (0.0, 1.0)
+        self.photo: tk.PhotoImage | None = None
+        self.cursor: tuple[int, int] | None = None
+        self.drag: int | None = None  # index of the point being dragged
+        self.drag_moved = False
+        self.press_at = (0, 0)
+        self.pan_from: tuple[int, int] | None = None
+        self.space_down = False
+        self.help_shown = False
+        self._redraw_pending = False
+        self._rendered_key: tuple | None = None
+        self._rendered_at = (0, 0)
+        self._image_serial = 0  # changes on every navigation: a new image is always rendered anew
+
+        root.title("landmark annotation")
+        root.report_callback_exception = self._on_exception
+        root.protocol("WM_DELETE_WINDOW", self.quit)
+        self.canvas = tk.Canvas(root, bg="#181818", highlightthickness=0, width=960, height=640, cursor="tcross")
+        self.canvas.pack(fill="both", expand=True)
+        self.status = tk.Label(root, anchor="w", justify="left", font=("TkFixedFont", 10), bg="#2a2a2a", fg="#e0e0e0")
+        self.status.pack(fill="x")
+        self.message = tk.Label(root, anchor="w", font=("TkFixedFont", 10), bg="#2a2a2a", fg="#e0e0e0")
+        self.message.pack(fill="x")
+        self._bind()
+        self.canvas.focus_set()
+
+    # ---- events --------------------------------------------------------------------------------
+    def _bind(self) -> None:
+        c, r = self.canvas, self.root
+        c.bind("<Configure>", self._on_configure)
+        c.bind("<Motion>", self._on_motion)
+        c.bind("<Leave>", lambda e: self._set_cursor(None))
+        c.bind("<ButtonPress-1>", self._on_press1)
+        c.bind("<B1-Motion>", self._on_drag1)
+        c.bind("<ButtonRelease-1>", self._on_release1)
+        c.bind("<ButtonPress-3>", self._on_press3)
+        c.bind("<ButtonPress-2>", self._start_pan)
+        for button in (2, 3):
+            c.bind(f"<B{button}-Motion>", self._on_pan)
+            c.bind(f"<ButtonRelease-{button}>", self._end_pan)
+        c.bind("<MouseWheel>", lambda e: self.zoom(e.x, e.y, ZOOM_STEP if e.delta > 0 else 1 / ZOOM_STEP))
+        c.bind("<Button-4>", lambda e: self.zoom(e.x, e.y, ZOOM_STEP))
+        c.bind("<Button-5>", lambda e: self.zoom(e.x, e.y, 1 / ZOOM_STEP))
+        keys = {
+            "d": self.next, "a": self.previous, "u": self.next_unlabelled, "g": self.ask_goto,
+            "s": self.save, "n": lambda: self._edit(self.session.no_target), "f": self.fit,
+            "Return": self.accept, "KP_Enter": self.accept,
+            "Control-z": self.undo, "Control-y": self.redo, "Control-Z": self.redo,
+            "Delete": lambda: self._edit(self.session.delete), "BackSpace": lambda: self._edit(self.session.delete),
+            "Escape": self.escape, "question": self.toggle_help, "F1": self.toggle_help,
+            "Control-q": self.quit,
+            "c": self.toggle_snap, "bracketleft": lambda: self.snap_radius(-1), "bracketright": lambda: self.snap_radius(1),
+            "1": lambda: self._display(self.window.step_low, -1), "2": lambda: self._display(self.window.step_low, 1),
+            "3": lambda: self._display(self.window.step_high, -1), "4": lambda: self._display(self.window.step_high, 1),
+            "5": lambda: self._display(self.window.step_gamma, -1), "6": lambda: self._display(self.window.step_gamma, 1),
+            "m": lambda: self._display(self.window.next_colormap), "0": self.reset_display,
+            "plus": lambda: self.zoom_centre(ZOOM_STEP), "equal": lambda: self.zoom_centre(ZOOM_STEP),
+            "KP_Add": lambda: self.zoom_centre(ZOOM_STEP), "minus": lambda: self.zoom_centre(1 / ZOOM_STEP),
+            "KP_Subtract": lambda: self.zoom_centre(1 / ZOOM_STEP),
+        }
+        for key, action in keys.items():
+            r.bind(f"<{'Key-' if len(key) == 1 else ''}{key}>", lambda e, a=action: (a(), "break")[1])
+        for key, (du, dv) in {"Left": (-1, 0), "Right": (1, 0), "Up": (0, -1), "Down": (0, 1)}.items():
+            r.bind(f"<{key}>", lambda e, d=(du, dv): self.arrow(d, 0.1))
+            r.bind(f"<Shift-{key}>", lambda e, d=(du, dv): self.arrow(d, 1.0))
+        r.bind("<KeyPress-space>", lambda e: setattr(self, "space_down", True))
+        r.bind("<KeyRelease-space>", lambda e: setattr(self, "space_down", False))
+
+    def _on_exception(self, kind: type[BaseException], value: BaseException, tb: object) -> None:
+        """A bug in a callback is shown in the window (and printed), never a silent or fatal failure."""
+        traceback.print_exception(kind, value, tb)  # type: ignore[arg-type]
+        self.session.message = f"internal error: {kind.__name__}: {value} (edits so far are saved)"
+        self.redraw()
+
+    def _image_xy(self, x: float, y: float) -> tuple[float, float]:
+        return self.view.to_image(x, y)
+
+    def _on_configure(self, event: tk.Event) -> None:
+        self.view.canvas = (max(event.width, 1), max(event.height, 1))
+        self.message.config(wraplength=max(event.width - 10, 100))
+        if self.fitted:
+            self.fit()
+        else:
+            self.redraw()
+
+    def _on_motion(self, event: tk.Event) -> None:
+        self._set_cursor((event.x, event.y))
+
+    def _set_cursor(self, xy: tuple[int, int] | None) -> None:
+        self.cursor = xy
+        self._draw_crosshair()
+        self._update_status()
+
+    def _on_press1(self, event: tk.Event) -> None:
+        self.canvas.focus_set()
+        self.press_at = (event.x, event.y)
+        if self.space_down:
+            self._start_pan(event)
+            return
+        if not self.session.editable:
+            return
+        u, v = self._image_xy(event.x, event.y)
+        hit = self.session.nearest(u, v, HIT_PIXELS / self.view.scale)
+        if hit is not None:
+            self.session.selected, self.drag, self.drag_moved = hit, hit, False
+        else:
+            self.session.add(u, v)
+        self.redraw()
+
+    def _on_drag1(self, event: tk.Event) -> None:
+        if self.pan_from is not None:
+            self._on_pan(event)
+        elif self.drag is not None:
+            if abs(event.x - self.press_at[0]) + abs(event.y - self.press_at[1]) > 2:
+                self.drag_moved = True
+            if self.drag_moved:
+                self.session.move(self.drag, *self._image_xy(event.x, event.y), final=False)
+                self.redraw()
+        self._set_cursor((event.x, event.y))
+
+    def _on_release1(self, event: tk.Event) -> None:
+        if self.pan_from is not None:
+            self._end_pan(event)
+        elif self.drag is not None and self.drag_moved:
+            self.session.move(self.drag, *self._image_xy(event.x, event.y), final=True)
+            self.redraw()
+        self.drag, self.drag_moved = None, False
+
+    def _on_press3(self, event: tk.Event) -> None:
+        if self.session.editable:
+            hit = self.session.nearest(*self._image_xy(event.x, event.y), HIT_PIXELS / self.view.scale)
+            if hit is not None:
+                self.session.delete(hit)
+                self.redraw()
+                return
+        self._start_pan(event)
+
+    def _start_pan(self, event: tk.Event) -> None:
+        self.pan_from = (event.x, event.y)
+
+    def _on_pan(self, event: tk.Event) -> None:
+        if self.pan_from is None:
+            return
+        self.view.pan(event.x - self.pan_from[0], event.y - self.pan_from[1])
+        self.pan_from, self.fitted = (event.x, event.y), False
+        self.redraw()
+
+    def _end_pan(self, event: tk.Event) -> None:
+        self.pan_from = None
+
+    # ---- actions -------------------------------------------------------------------------------
+    def _edit(self, action: object) -> None:
+        action()  # type: ignore[operator]
+        self.redraw()
+
+    def _after_navigation(self) -> None:
+        self._image_serial += 1
+        self.levels = levels(self.session.gray, self.window.low, self.window.high) if self.session.editable else (0.0, 1.0)
+        self.fit()
+
+    def next(self) -> None:
+        self.session.next()
+        self._after_navigation()
+
+    def previous(self) -> None:
+        self.session.previous()
+        self._after_navigation()
+
+    def next_unlabelled(self) -> None:
+        self.session.next_unlabelled()
+        self._after_navigation()
+
+    def goto(self, number: int) -> None:
+        """Open image ``number`` (1-based, as shown in the status bar)."""
+        self.session.go(min(max(number, 1), len(self.session.images)) - 1, 1)
+        self._after_navigation()
+
+    def ask_goto(self) -> None:
+        n = len(self.session.images)
+        number = simpledialog.askinteger("Go to image", f"Image number (1-{n}):", parent=self.root, minvalue=1, maxvalue=n)
+        if number is not None:
+            self.goto(number)
+
+    def save(self) -> None:
+        if self.session.save() and not self.session.state.labelled and self.session.index not in self.session.unsaved:
+            self.session.message = "nothing to save: image is unlabelled (click targets, or n for no target)"
+        elif self.session.index not in self.session.unsaved:
+            self.session.message = f"saved {self.session.label_path().name}"
+        self.redraw()
+
+    def accept(self) -> None:
+        if not self.session.accept_proposals():
+            self.session.message = "no proposals to accept"
+        self.redraw()
+
+    def undo(self) -> None:
+        if not self.session.undo():
+            self.session.message = "nothing to undo"
+        self.redraw()
+
+    def redo(self) -> None:
+        if not self.session.redo():
+            self.session.message = "nothing to redo"
+        self.redraw()
+
+    def escape(self) -> None:
+        self.help_shown = False
+        self.session.selected = None
+        self.redraw()
+
+    def arrow(self, direction: tuple[int, int], step: float) -> str:
+        """Arrows nudge the selected point; with nothing selected, left/right change image."""
+        if self.session.selected is not None:
+            self.session.nudge(direction[0] * step, direction[1] * step)
+            self.redraw()
+        elif direction == (1, 0):
+            self.next()
+        elif direction == (-1, 0):
+            self.previous()
+        return "break"
+
+    def toggle_snap(self) -> None:
+        self.session.snap = not self.session.snap
+        self.session.message = f"snapping {'on' if self.session.snap else 'off'}"
+        self.redraw()
+
+    def snap_radius(self, step: int) -> None:
+        self.session.snap_radius = min(max(self.session.snap_radius + step, 1), 15)
+        self.session.message = f"snap radius {self.session.snap_radius} px"
+        self.redraw()
+
+    def _display(self, change: object, *args: int) -> None:
+        change(*args)  # type: ignore[operator]
+        if self.session.editable:
+            self.levels = levels(self.session.gray, self.window.low, self.window.high)
+        self.session.message = self.window.describe()
+        self.redraw()
+
+    def reset_display(self) -> None:
+        self.window = Windowing()
+        self._display(lambda: None)
+
+    def toggle_help(self) -> None:
+        self.help_shown = not self.help_shown
+        self.redraw()
+
+    def fit(self) -> None:
+        if self.session.editable:
+            self.view.fit(self.view.canvas, self.session.size)
+        self.fitted = True
+        self.redraw()
+
+    def zoom(self, x: float, y: float, factor: float) -> None:
+        if self.session.editable:
+            self.view.zoom_at(x, y, factor)
+            self.fitted = False
+            self.redraw()
+
+    def zoom_centre(self, factor: float) -> None:
+        self.zoom(self.view.canvas[0] / 2, self.view.canvas[1] / 2, factor)
+
+    def quit(self) -> None:
+        """Close, after saving; if an edit cannot be written the user decides (default: stay)."""
+        if not self.session.quit():
+            self.redraw()
+            if not messagebox.askyesno("Edits not saved", f"{self.session.message}\n\nQuit anyway and lose these edits?",
+                                       icon="warning", default="no", parent=self.root):
+                return
+        self.root.destroy()
+
+    # ---- drawing -------------------------------------------------------------------------------
+    def redraw(self) -> None:
+        """Draw at the next idle moment (many events in a row cost one redraw)."""
+        if not self._redraw_pending:
+            self._redraw_pending = True
+            self.root.after_idle(self._redraw_now)
+
+    def _redraw_now(self) -> None:
+        self._redraw_pending = False
+        c, s = self.canvas, self.session
+        c.delete("all")
+        if s.editable:
+            # Editing points does not change the pixels: re-use the last rendering when the view,
+            # the image and the display settings are unchanged (dragging stays smooth on big frames).
+            v, w = self.view, self.window
+            key = (self._image_serial, v.scale, v.x0, v.y0, v.canvas, w.gamma, w.colormap, self.levels)
+            if key != self._rendered_key:
+                rgb, x, y = self.view.render(s.gray, self.window, *self.levels)
+                self.photo = tk.PhotoImage(data=to_ppm(rgb), format="PPM") if rgb.size else None
+                self._rendered_key, self._rendered_at = key, (x, y)
+            if self.photo is not None:
+                c.create_image(*self._rendered_at, image=self.photo, anchor="nw", tags="image")
+            self._draw_points()
+        else:
+            self.photo, self._rendered_key = None, None
+            cw, ch = self.view.canvas
+            text = s.error or ("no images in " + str(s.images_dir) if not s.images else "")
+            c.create_text(cw / 2, ch / 2, text=text, fill="#ff6060", width=max(cw - 40, 100), font=("TkDefaultFont", 12))
+        self._draw_crosshair()
+        if self.help_shown:
+            self._draw_help()
+        self._update_status()
+
+    def _draw_points(self) -> None:
+        c, s = self.canvas, self.session
+        # The ring is wider than a small target and the ticks stay outside it, so the marked pixels
+        # stay visible; a tiny centre cross shows the exact sub-pixel position when zoomed in.
+        radius = max(8.0, 2.5 * self.view.scale)
+        marks = [(u, v, PROPOSAL_COLOUR, (3, 3), "proposal") for u, v in s.proposals]
+        marks += [(u, v, SELECTED_COLOUR if i == s.selected else POINT_COLOUR, None, "point")
+                  for i, (u, v) in enumerate(s.state.points)]
+        for u, v, colour, dash, tag in marks:
+            x, y = self.view.to_canvas(u, v)
+            c.create_oval(x - radius, y - radius, x + radius, y + radius, outline=colour, width=2, dash=dash, tags=tag)
+            for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                c.create_line(x + dx * radius, y + dy * radius, x + dx * (radius + 6), y + dy * (radius + 6), fill=colour,
+                              width=2, tags=tag)
+            if self.view.scale >= 8:
+                c.create_line(x - 2, y, x + 3, y, fill=colour, tags=tag)
+                c.create_line(x, y - 2, x, y + 3, fill=colour, tags=tag)
+
+    def _draw_crosshair(self) -> None:
+        c = self.canvas
+        c.delete("crosshair")
+        if self.cursor is None:
+            return
+        x, y = self.cursor
+        cw, ch = self.view.canvas
+        gap = 10  # keep the pixels around the cursor clear
+        for coords in ((0, y, x - gap, y), (x + gap, y, cw, y), (x, 0, x, y - gap), (x, y + gap, x, ch)):
+            c.create_line(*coords, fill=CROSSHAIR_COLOUR, dash=(2, 4), tags="crosshair")
+
+    def _draw_help(self) -> None:
+        c = self.canvas
+        text = "\n".join(f"{k:<30} {v}" for k, v in KEYS)
+        item = c.create_text(20, 20, text=text, anchor="nw", fill="#ffffff", font=("TkFixedFont", 10), tags=("help", "help_text"))
+        x0, y0, x1, y1 = c.bbox(item)
+        c.create_rectangle(x0 - 10, y0 - 10, x1 + 10, y1 + 10, fill="#000000", outline="#888888", stipple="gray75", tags="help")
+        c.tag_raise(item)
+
+    def status_text(self) -> str:
+        """Two lines: the image and its state; then the view, the cursor and the settings."""
+        s = self.session
+        n = len(s.images)
+        first = [f"{s.index + 1}/{n}  {s.name}" if n else "no images", f"[{s.status()}]",
+                 f"{len(s.labelled)}/{n} images labelled", f"snap {'r=' + str(s.snap_radius) if s.snap else 'off'}",
+                 "? help"]
+        second = []
+        if s.editable:
+            second.append(f"zoom {self.view.scale:.2f}x")
+            if self.cursor is not None:
+                u, v = self._image_xy(*self.cursor)
+                value = s.pixel_value(u, v)
+                second.append(f"x {u:.2f} y {v:.2f}" + (f" = {value}" if value else ""))
+            if s.selected is not None and s.selected < len(s.state.points):
+                u, v = s.state.points[s.selected]
+                second.append(f"selected #{s.selected + 1} at ({u:.2f}, {v:.2f})")
+            if len(s.proposals):
+                second.append(f"{len(s.proposals)} proposal(s): Enter accepts")
+            second.append(self.window.describe())
+        return "   ".join(first) + "\n" + "   ".join(second)
+
+    def _update_status(self) -> None:
+        s = self.session
+        self.status.config(text=self.status_text())
+        message = s.message
+        if s.error and s.error not in message:
+            message = f"{s.error}   {message}".strip()
+        bad = any(w in message for w in ERROR_WORDS)
+        self.message.config(text=message, fg="#ff6060" if bad else "#b0b0b0")
+
+    def start(self) -> None:
+        """Open the first unlabelled image."""
+        self.session.start()
+        self._after_navigation()
+
+
+def run(session: Session, window: Windowing | None = None) -> int:
+    """Open the window and run until it is closed."""
+    try:
+        root = tk.Tk()
+    except tk.TclError as e:
+        print(f"error: cannot open a window ({e}); is a display available?", file=sys.stderr)
+        return 1
+    app = AnnotationApp(root, session, window)
+    app.start()
+    root.mainloop()
+    return 0
+

@@ -1,0 +1,168 @@
+"""What the annotator sees: contrast windowing and the zoom/pan view. Display only, no Tk.
+
+Windowing maps the raw values (16-bit kept as they are) between two percentiles onto 0..255 with
+a gamma and an optional colour map, so a target a few counts above a 16-bit background becomes
+visible. Nothing here ever changes a label: points are stored in image pixel coordinates.
+
+The view renders only the visible part of the image: each canvas pixel looks up its source pixel
+(nearest neighbour when zoomed in, so pixels stay sharp squares), so the cost depends on the
+canvas size, not on the zoom or the image size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+# Percentile steps the keys move through (low end and high end of the window).
+LOW_STEPS = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0)
+HIGH_STEPS = (90.0, 95.0, 98.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
+GAMMA_STEPS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
+COLORMAPS = {"gray": None, "inferno": cv2.COLORMAP_INFERNO, "jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS}
+MAX_ZOOM = 64.0
+# Percentiles of huge frames are taken on a strided subsample: same answer, far less time.
+PERCENTILE_SAMPLES = 1_000_000
+
+
+def _step(steps: tuple[float, ...], value: float, direction: int) -> float:
+    """The next value in ``steps`` above (direction > 0) or below ``value``; stays at the ends."""
+    i = min(range(len(steps)), key=lambda k: abs(steps[k] - value))
+    return steps[min(max(i + direction, 0), len(steps) - 1)]
+
+
+@dataclass
+class Windowing:
+    """Display contrast: percentile window, gamma and colour map."""
+
+    low: float = 1.0
+    high: float = 99.9
+    gamma: float = 1.0
+    colormap: str = "gray"
+
+    def step_low(self, direction: int) -> None:
+        self.low = min(_step(LOW_STEPS, self.low, direction), self.high)
+
+    def step_high(self, direction: int) -> None:
+        self.high = max(_step(HIGH_STEPS, self.high, direction), self.low)
+
+    def step_gamma(self, direction: int) -> None:
+        self.gamma = _step(GAMMA_STEPS, self.gamma, direction)
+
+    def next_colormap(self) -> None:
+        names = list(COLORMAPS)
+        self.colormap = names[(names.index(self.colormap) + 1) % len(names)]
+
+    def describe(self) -> str:
+        return f"window {self.low:g}-{self.high:g}% gamma {self.gamma:g} {self.colormap}"
+
+
+def levels(gray: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """Raw values at the ``low`` and ``high`` percentiles; never an empty range."""
+    flat = gray.ravel()
+    if flat.size > PERCENTILE_SAMPLES:
+        flat = flat[:: flat.size // PERCENTILE_SAMPLES + 1]
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(x) for x in np.percentile(flat, [low, high]))
+    if hi <= lo:  # flat window (e.g. a mostly uniform frame): widen to the full range, then by 1
+        lo, hi = float(flat.min()), float(flat.max())
+        if hi <= lo:
+            hi = lo + 1.0
+    return lo, hi
+
+
+def apply_window(values: np.ndarray, lo: float, hi: float, gamma: float = 1.0, colormap: str = "gray") -> np.ndarray:
+    """Raw values -> H x W x 3 uint8 RGB through the window [lo, hi], gamma and colour map."""
+    x = np.clip((values.astype(np.float32) - lo) / np.float32(hi - lo), 0.0, 1.0)
+    x = np.nan_to_num(x, nan=0.0)
+    if gamma != 1.0:
+        x = x ** np.float32(gamma)
+    gray8 = (x * 255.0 + 0.5).astype(np.uint8)
+    cmap = COLORMAPS[colormap]
+    if cmap is None:
+        return np.repeat(gray8[:, :, None], 3, axis=2)
+    return cv2.applyColorMap(gray8, cmap)[:, :, ::-1].copy()
+
+
+@dataclass
+class View:
+    """Zoom and pan: image pixel (u, v)'s centre is at canvas (x0 + (u + 0.5) * scale, ...).
+
+    Pixel-centre coordinates match the label format (x = (u + 0.5) / W): pixel u covers
+    [u - 0.5, u + 0.5], so the image spans exactly [-0.5, W - 0.5].
+    """
+
+    scale: float = 1.0
+    x0: float = 0.0
+    y0: float = 0.0
+    canvas: tuple[int, int] = field(default=(1, 1))  # width, height
+    image: tuple[int, int] = field(default=(1, 1))  # width, height
+
+    def fit(self, canvas: tuple[int, int], image: tuple[int, int]) -> None:
+        """Whole image visible, centred, as large as fits."""
+        self.canvas, self.image = canvas, image
+        (cw, ch), (w, h) = canvas, image
+        self.scale = min(cw / w, ch / h, MAX_ZOOM)
+        self.x0 = (cw - w * self.scale) / 2
+        self.y0 = (ch - h * self.scale) / 2
+
+    def to_image(self, x: float, y: float) -> tuple[float, float]:
+        """Canvas -> image pixel coordinates (u, v)."""
+        return (x - self.x0) / self.scale - 0.5, (y - self.y0) / self.scale - 0.5
+
+    def to_canvas(self, u: float, v: float) -> tuple[float, float]:
+        return self.x0 + (u + 0.5) * self.scale, self.y0 + (v + 0.5) * self.scale
+
+    def zoom_at(self, x: float, y: float, factor: float) -> None:
+        """Zoom by ``factor`` keeping the image point under canvas (x, y) fixed (cursor-centred)."""
+        (cw, ch), (w, h) = self.canvas, self.image
+        lowest = min(min(cw / w, ch / h) / 2, 1.0)
+        new = min(max(self.scale * factor, lowest), MAX_ZOOM)
+        u, v = self.to_image(x, y)
+        self.scale = new
+        self.x0 = x - (u + 0.5) * new
+        self.y0 = y - (v + 0.5) * new
+
+    def pan(self, dx: float, dy: float) -> None:
+        self.x0 += dx
+        self.y0 += dy
+
+    def render(self, gray: np.ndarray, window: Windowing, lo: float, hi: float) -> tuple[np.ndarray, int, int]:
+        """The visible part of ``gray`` as RGB at canvas resolution.
+
+        Returns (rgb, x, y): the patch to draw with its top-left corner at canvas (x, y); the patch
+        is empty (0 x 0) when the image is off screen.
+        """
+        cw, ch = self.canvas
+        h, w = gray.shape
+        # Canvas pixel columns whose centres fall on the image.
+        xa = max(math.ceil(self.x0 - 0.5), 0)
+        xb = min(math.ceil(self.x0 + w * self.scale - 0.5), cw)
+        ya = max(math.ceil(self.y0 - 0.5), 0)
+        yb = min(math.ceil(self.y0 + h * self.scale - 0.5), ch)
+        if xb <= xa or yb <= ya:
+            return np.zeros((0, 0, 3), np.uint8), 0, 0
+        if self.scale >= 1.0:
+            # Nearest neighbour: each canvas pixel takes the image pixel under its centre.
+            us = np.clip(((np.arange(xa, xb) + 0.5 - self.x0) / self.scale).astype(np.int64), 0, w - 1)
+            vs = np.clip(((np.arange(ya, yb) + 0.5 - self.y0) / self.scale).astype(np.int64), 0, h - 1)
+            values = gray[vs[:, None], us[None, :]]
+        else:
+            # Zoomed out: area averaging of the visible crop, so a 1-pixel target is not skipped.
+            u0 = max(int((xa - self.x0) / self.scale), 0)
+            u1 = min(int(math.ceil((xb - self.x0) / self.scale)), w)
+            v0 = max(int((ya - self.y0) / self.scale), 0)
+            v1 = min(int(math.ceil((yb - self.y0) / self.scale)), h)
+            values = cv2.resize(np.ascontiguousarray(gray[v0:v1, u0:u1], dtype=np.float32), (xb - xa, yb - ya),
+                                interpolation=cv2.INTER_AREA)
+        return apply_window(values, lo, hi, window.gamma, window.colormap), xa, ya
+
+
+def to_ppm(rgb: np.ndarray) -> bytes:
+    """RGB uint8 -> binary PPM bytes (Tk's PhotoImage reads these without any extra library)."""
+    h, w = rgb.shape[:2]
+    return f"P6 {w} {h} 255 ".encode() + np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()

@@ -1,0 +1,31 @@
+"""The keys and mouse actions, as shown in the help overlay and in ``--help`` (kept light: no imports)."""
+
+KEYS = [
+    ("click", "add a point (snapped to the local peak's centroid)"),
+    ("drag point", "move it (snapped on release)"),
+    ("right click point", "delete it"),
+    ("wheel", "zoom at the cursor (up to 64x)"),
+    ("right/middle drag, space+drag", "pan"),
+    ("f", "fit the image to the window"),
+    ("+ / -", "zoom in / out at the centre"),
+    ("d / a  (Right / Left)", "next / previous image"),
+    ("u", "next unlabelled image"),
+    ("g", "go to image number"),
+    ("s", "save (edits are also saved at once)"),
+    ("n", "no target on this image (writes 0)"),
+    ("Enter", "accept the proposals (magenta)"),
+    ("Ctrl+Z / Ctrl+Y", "undo / redo"),
+    ("Delete", "remove the selected point"),
+    ("arrows (point selected)", "nudge 0.1 px; Shift: 1 px"),
+    ("Esc", "deselect / close this help"),
+    ("c", "snapping on / off"),
+    ("[ / ]", "snap radius smaller / larger"),
+    ("1 / 2", "window low percentile down / up"),
+    ("3 / 4", "window high percentile down / up"),
+    ("5 / 6", "gamma down / up"),
+    ("m", "colour map"),
+    ("0", "reset display"),
+    ("? / F1", "this help"),
+    ("Ctrl+Q", "quit"),
+]
+

@@ -1,0 +1,424 @@
+"""landmark_annotation in a real Tk window on a real X server (Xvfb, started here).
+
+Mouse and keys are driven in-process with ``event_generate`` (the same bindings a user triggers),
+and one end-to-end test runs ``python -m landmark_annotation`` as a separate process driven with
+xdotool. Without Xvfb these tests FAIL with a message saying what to install: a GUI that is never
+run is not tested.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from landmark_annotation.session import Session
+from simple_keypoint.labels import normalised_to_pixel, read_labels
+
+try:
+    import tkinter as tk
+except ImportError:  # e.g. Debian's python3 without python3-tk: reported by the fixture, not skipped
+    tk = None
+
+REPO = Path(__file__).resolve().parents[1]
+SPOT = (61.37, 44.62)  # sub-pixel centre of the bright spot in the synthetic 8-bit image
+DIM = (90.25, 30.5)  # centre of the dim spot in the 16-bit image
+
+
+@pytest.fixture(scope="module")
+def display():
+    """Start Xvfb on a free display number and point DISPLAY at it for this module."""
+    if tk is None:
+        pytest.fail("tkinter is missing from this Python; the GUI tests need it: apt-get install python3-tk")
+    if shutil.which("Xvfb") is None:
+        pytest.fail("Xvfb is not installed; the GUI tests need it: apt-get install xvfb xdotool x11-apps")
+    for number in range(91, 140):
+        if not os.path.exists(f"/tmp/.X{number}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{number}"):
+            break
+    proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while not os.path.exists(f"/tmp/.X11-unix/X{number}"):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"Xvfb :{number} did not start")
+        time.sleep(0.05)
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{number}"
+    yield f":{number}"
+    proc.terminate()
+    proc.wait(timeout=10)
+    if old is None:
+        os.environ.pop("DISPLAY", None)
+    else:
+        os.environ["DISPLAY"] = old
+
+
+def spot(w: int, h: int, centre: tuple[float, float], amplitude: float, background: float, noise: float = 0.0) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    image = background + amplitude * np.exp(-((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) / (2 * 1.1 ** 2))
+    return image + np.random.default_rng(0).normal(0, noise, image.shape)
+
+
+def write(path: Path, image: np.ndarray) -> None:
+    cv2.imencode(path.suffix, image)[1].tofile(str(path))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    write(images / "a_spot.png", spot(160, 120, SPOT, 170, 25, noise=1.5).clip(0, 255).astype(np.uint8))
+    (images / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write(images / "c_dim16.tif", spot(160, 120, DIM, 250, 30000, noise=20).astype(np.uint16))
+    return images
+
+
+class Driver:
+    """A running AnnotationApp plus helpers that act like the user."""
+
+    def __init__(self, session: Session):
+        from landmark_annotation.app import AnnotationApp
+
+        self.root = tk.Tk()
+        self.root.geometry("960x700+0+0")
+        self.app = AnnotationApp(self.root, session)
+        self.session = session
+        self.canvas = self.app.canvas
+        self.app.start()
+        self.pump()
+        self.root.focus_force()
+        self.canvas.focus_force()
+        self.pump()
+
+    def pump(self) -> None:
+        for _ in range(3):
+            self.root.update()
+
+    def at(self, u: float, v: float) -> tuple[int, int]:
+        x, y = self.app.view.to_canvas(u, v)
+        return int(round(x)), int(round(y))
+
+    def click(self, u: float, v: float, button: int = 1) -> None:
+        x, y = self.at(u, v)
+        self.canvas.event_generate("<Motion>", x=x, y=y)
+        self.canvas.event_generate(f"<ButtonPress-{button}>", x=x, y=y)
+        self.canvas.event_generate(f"<ButtonRelease-{button}>", x=x, y=y)
+        self.pump()
+
+    def key(self, keysym: str, state: int = 0) -> None:
+        self.canvas.focus_force()
+        self.canvas.event_generate("<KeyPress>", keysym=keysym, state=state)
+        self.canvas.event_generate("<KeyRelease>", keysym=keysym, state=state)
+        self.pump()
+
+    def wheel_up(self, u: float, v: float) -> None:
+        x, y = self.at(u, v)
+        self.canvas.event_generate("<ButtonPress-4>", x=x, y=y)
+        self.pump()
+
+    def message(self) -> str:
+        return self.app.message.cget("text")
+
+    def status(self) -> str:
+        return self.app.status.cget("text")
+
+    def close(self) -> None:
+        if self.root.winfo_exists():
+            self.root.destroy()
+
+
+def saved_points(path: Path, w: int = 160, h: int = 120) -> np.ndarray:
+    return normalised_to_pixel(read_labels(path)[:, :2], w, h)
+
+
+def test_click_snaps_zoom_undo_no_target_navigation(display, folder):
+    labels = folder.parent / "labels"
+    gui = Driver(Session(folder))
+    try:
+        assert gui.session.name == "a_spot.png" and gui.status().startswith("1/3  a_spot.png") and "unlabelled" in gui.status()
+        # Fitted and centred: the image's centre is at the canvas centre.
+        cw, ch = gui.canvas.winfo_width(), gui.canvas.winfo_height()
+        assert np.allclose(gui.app.view.to_canvas(79.5, 59.5), (cw / 2, ch / 2), atol=1)
+        assert gui.app.view.scale == pytest.approx(min(cw / 160, ch / 120))
+
+        gui.click(SPOT[0] + 1.6, SPOT[1] - 1.2)  # 2 px off the spot
+        first = saved_points(labels / "a_spot.txt")
+        assert first.shape == (1, 2) and np.hypot(*(first[0] - SPOT)) < 0.1
+        assert "[labelled, 1 point]" in gui.status() and "1/3 images labelled" in gui.status()
+
+        # Zoom with the wheel on the spot to >= 16x: the spot stays under the cursor.
+        x, y = gui.at(*SPOT)
+        while gui.app.view.scale < 16:
+            gui.wheel_up(*SPOT)
+        assert np.allclose(gui.app.view.to_canvas(*SPOT), (x, y), atol=1.0)
+        assert "zoom" in gui.status() and gui.app.view.scale >= 16
+        # Rendered with square nearest-neighbour pixels: one image pixel = a flat block of screen pixels.
+        ix, iy = gui.canvas.coords("image")
+        u, v = int(SPOT[0]), int(SPOT[1])
+        cx, cy = gui.at(u, v)
+        block = {gui.app.photo.get(int(cx - ix) + dx, int(cy - iy) + dy) for dx in range(-3, 4) for dy in range(-3, 4)}
+        assert len(block) == 1
+
+        gui.click(SPOT[0] - 1.0, SPOT[1] + 1.5)  # another click off the same target, at 16x
+        both = saved_points(labels / "a_spot.txt")
+        assert both.shape == (2, 2) and np.allclose(both[0], both[1], atol=1e-6)
+
+        gui.key("z", state=0x4)  # Ctrl+Z
+        assert saved_points(labels / "a_spot.txt").shape == (1, 2)
+        gui.key("n")
+        assert (labels / "a_spot.txt").read_text() == "0\n" and "no target" in gui.status()
+        gui.key("z", state=0x4)
+        assert np.allclose(saved_points(labels / "a_spot.txt"), first)
+        gui.key("y", state=0x4)  # Ctrl+Y
+        assert (labels / "a_spot.txt").read_text() == "0\n"
+        gui.key("z", state=0x4)
+
+        # Right click on the point deletes it; "f" fits again.
+        gui.click(*first[0], button=3)
+        assert (labels / "a_spot.txt").read_text() == "0\n"
+        gui.key("f")
+        assert gui.app.view.scale == pytest.approx(min(cw / 160, ch / 120))
+
+        # Navigation: the broken image is reported and skipped; the 16-bit one opens.
+        gui.key("d")
+        assert gui.session.name == "c_dim16.tif"
+        assert "b_broken.png" in gui.message() and gui.status().startswith("3/3")
+        gui.key("a")
+        assert gui.session.name == "a_spot.png" and (labels / "a_spot.txt").read_text() == "0\n"
+    finally:
+        gui.close()
+
+
+def test_select_nudge_drag_and_help(display, folder):
+    labels = folder.parent / "labels"
+    gui = Driver(Session(folder))
+    try:
+        gui.key("c")  # snapping off: the click is taken as it is
+        assert "snap off" in gui.status()
+        gui.click(20, 30)
+        gui.key("Right")  # with a selection, arrows nudge by 0.1 px
+        gui.key("Down", state=0x1)  # Shift: 1 px
+        u, v = saved_points(labels / "a_spot.txt")[0]
+        assert (u, v) == pytest.approx(gui.session.state.points[0], abs=2e-4)  # 6 decimals in the file
+        x0, y0 = gui.app.view.to_image(*gui.at(20, 30))
+        assert (u - x0, v - y0) == pytest.approx((0.1, 1.0), abs=2e-4)
+        gui.key("c")  # snapping on: dragging the point onto the spot drops it on the centroid
+        sx, sy = gui.at(u, v)
+        tx, ty = gui.at(SPOT[0] + 1, SPOT[1])
+        gui.canvas.event_generate("<ButtonPress-1>", x=sx, y=sy)
+        for t in np.linspace(0, 1, 6)[1:]:
+            gui.canvas.event_generate("<B1-Motion>", x=int(sx + t * (tx - sx)), y=int(sy + t * (ty - sy)), state=0x100)
+        gui.canvas.event_generate("<ButtonRelease-1>", x=tx, y=ty)
+        gui.pump()
+        moved = saved_points(labels / "a_spot.txt")
+        assert moved.shape == (1, 2) and np.hypot(*(moved[0] - SPOT)) < 0.1
+        gui.key("Delete")
+        assert (labels / "a_spot.txt").read_text() == "0\n"
+        # Space + left drag and middle drag pan; neither adds a point.
+        for press, drag, release, state in (("<ButtonPress-1>", "<B1-Motion>", "<ButtonRelease-1>", 0x100),
+                                            ("<ButtonPress-2>", "<B2-Motion>", "<ButtonRelease-2>", 0x200)):
+            before = gui.app.view.to_canvas(0, 0)
+            if press.endswith("1>"):
+                gui.canvas.event_generate("<KeyPress>", keysym="space")
+            gui.canvas.event_generate(press, x=300, y=300)
+            gui.canvas.event_generate(drag, x=340, y=280, state=state)
+            gui.canvas.event_generate(release, x=340, y=280)
+            gui.canvas.event_generate("<KeyRelease>", keysym="space")
+            gui.pump()
+            assert np.allclose(np.subtract(gui.app.view.to_canvas(0, 0), before), (40, -20))
+            assert (labels / "a_spot.txt").read_text() == "0\n"
+        gui.key("Escape")
+        gui.key("Right")  # nothing selected: next image
+        assert gui.session.name == "c_dim16.tif"
+        gui.key("question", state=0x1)  # Shift+slash on a US keyboard
+        assert "undo" in gui.canvas.itemcget("help_text", "text")
+        gui.key("F1")
+        assert not gui.canvas.find_withtag("help")
+    finally:
+        gui.close()
+
+
+def test_dim_16bit_spot_is_visible_after_windowing(display, folder):
+    gui = Driver(Session(folder))
+    try:
+        gui.app.goto(3)
+        gui.pump()
+        assert gui.session.raw.dtype == np.uint16
+        ix, iy = gui.canvas.coords("image")
+        x, y = gui.at(round(DIM[0]), round(DIM[1]))
+        peak = gui.app.photo.get(int(x - ix), int(y - iy))[0]
+        bx, by = gui.at(20, 100)
+        background = gui.app.photo.get(int(bx - ix), int(by - iy))[0]
+        # The spot is 250 counts on 30000 (< 1 gray level if the 16 bits were just scaled to 8).
+        assert peak >= 200 and background <= 120, (peak, background)
+        gui.canvas.event_generate("<Motion>", x=x, y=y)
+        gui.pump()
+        assert f"= {int(gui.session.raw[round(DIM[1]), round(DIM[0])])}" in gui.status()
+        gui.key("4")  # window change is display only
+        assert "window" in gui.message() and not (folder.parent / "labels" / "c_dim16.txt").exists()
+        gui.key("m")
+        r, g, b = gui.app.photo.get(int(x - ix), int(y - iy))
+        assert not (r == g == b)  # colour map on
+    finally:
+        gui.close()
+
+
+def test_failed_save_is_shown_not_lost(display, folder):
+    # Tests run as root, where a read-only folder does not stop writes; a FILE where the labels
+    # folder should be makes every save fail the same way a read-only folder would.
+    blocked = folder.parent / "labels"
+    blocked.write_text("not a folder")
+    gui = Driver(Session(folder))
+    try:
+        gui.click(*SPOT)
+        assert gui.root.winfo_exists()
+        assert "NOT SAVED" in gui.message() and "a_spot.txt" in gui.message()
+        assert gui.app.message.cget("fg") == "#ff6060" and "NOT SAVED" in gui.status()
+        blocked.unlink()
+        gui.key("d")  # navigation retries and saves the pending edit
+        assert np.hypot(*(saved_points(blocked / "a_spot.txt")[0] - SPOT)) < 0.1
+    finally:
+        gui.close()
+
+
+def grab_screen(width: int, height: int) -> np.ndarray:
+    """The top-left ``width`` x ``height`` of the X screen as BGR, via ``xwd`` (x11-apps, as in CI)."""
+    if shutil.which("xwd") is None:
+        pytest.fail("xwd is needed for the screenshot: apt-get install x11-apps")
+    data = subprocess.run(["xwd", "-root", "-silent"], capture_output=True, check=True, timeout=30).stdout
+    # XWD: a header of big-endian uint32 fields, the window name, a colour map, then the pixels.
+    header = np.frombuffer(data[:100], ">u4")
+    header_size, depth, w, h, byte_order, bits_per_pixel, bytes_per_line, ncolors = (
+        int(header[i]) for i in (0, 3, 4, 5, 7, 11, 12, 19))
+    assert depth == 24 and bits_per_pixel == 32, f"unexpected XWD format: depth {depth}, {bits_per_pixel} bits/pixel"
+    pixels = np.frombuffer(data, np.uint8, count=h * bytes_per_line, offset=header_size + 12 * ncolors)
+    pixels = pixels.reshape(h, bytes_per_line)[:, :w * 4].reshape(h, w, 4)
+    bgr = pixels[:, :, :3] if byte_order == 0 else pixels[:, :, 3:0:-1]  # LSBFirst: B G R x
+    return np.ascontiguousarray(bgr[:height, :width])
+
+
+def test_screenshot_of_a_sirst_image(display, tmp_path):
+    """A real SIRST image, zoomed, with its points, grabbed from the X screen.
+
+    Set ANNOTATION_SCREENSHOT=path to keep the picture (docs/annotation.png was made this way).
+    """
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    shutil.copy(REPO / "data/train/images/Misc_1.png", images)
+    shutil.copy(REPO / "data/train/labels/Misc_1.txt", labels)
+    shutil.copy(REPO / "data/train/images/Misc_10.png", images)
+    gui = Driver(Session(images))
+    try:
+        gui.app.goto(1)
+        gui.pump()
+        points = gui.session.state.points
+        assert len(points) == 2
+        centre = np.mean(points, axis=0)
+        while gui.app.view.scale < 4:
+            gui.wheel_up(*centre)
+        gui.session.selected = 0
+        gui.app.redraw()
+        x, y = gui.at(points[1][0] + 3, points[1][1] + 2)
+        gui.canvas.event_generate("<Motion>", x=x, y=y)
+        gui.pump()
+        time.sleep(0.2)
+        gui.pump()
+        w, h = gui.root.winfo_width(), gui.root.winfo_height()
+        shot = grab_screen(w, h)
+        assert shot.shape[:2] == (h, w) and shot.std() > 10
+        # What is on screen is what the app rendered: compare a pixel of the image area.
+        ix, iy = (int(c) for c in gui.canvas.coords("image"))
+        assert tuple(shot[iy + 100, ix + 100][::-1]) == gui.app.photo.get(100, 100)
+        # The point markers (green) are on screen where the app says they are.
+        px, py = gui.at(*points[1])
+        near = shot[py - 15:py + 16, px - 15:px + 16].reshape(-1, 3)
+        assert ((near == (102, 255, 0)).all(axis=1)).sum() > 20
+        if os.environ.get("ANNOTATION_SCREENSHOT"):
+            cv2.imwrite(os.environ["ANNOTATION_SCREENSHOT"], shot)
+    finally:
+        gui.close()
+
+
+def xdotool_window(name: str, proc: subprocess.Popen, timeout: float = 30) -> str:
+    """The id of the visible window called ``name`` (no window manager: search by name, not pid)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name], capture_output=True, text=True)
+        if found.stdout.split():
+            time.sleep(0.3)  # mapped; let Tk finish drawing and binding
+            return found.stdout.split()[0]
+        time.sleep(0.2)
+    stderr = proc.stderr.read() if proc.poll() is not None else ""
+    raise AssertionError(f"window {name!r} did not appear (exit code {proc.poll()}): {stderr}")
+
+
+def test_folder_picker_when_no_argument(display, folder):
+    """With no IMAGES_DIR a folder dialog opens; picking the dataset root (holding images/) works."""
+    if shutil.which("xdotool") is None:
+        pytest.fail("xdotool is needed: apt-get install xdotool")
+    proc = subprocess.Popen([sys.executable, "-m", "landmark_annotation"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        dialog = xdotool_window("Folder of images to label", proc)
+        subprocess.run(["xdotool", "windowfocus", "--sync", dialog], check=True, timeout=10)
+        subprocess.run(["xdotool", "type", "--delay", "5", str(folder.parent)], check=True, timeout=20)
+        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)  # Tk's dialog: enter the folder...
+        time.sleep(0.3)
+        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)  # ...and choose it
+        main = xdotool_window("landmark annotation", proc)
+        subprocess.run(["xdotool", "windowfocus", "--sync", main], check=True, timeout=10)
+        subprocess.run(["xdotool", "key", "n"], check=True, timeout=10)  # first unlabelled image: no target
+        deadline = time.time() + 10
+        while not (folder.parent / "labels" / "a_spot.txt").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert (folder.parent / "labels" / "a_spot.txt").read_text() == "0\n"
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
+        assert proc.wait(timeout=10) == 0
+        out, err = proc.communicate(timeout=10)
+        assert f"3 image(s) in {folder}" in out and "Traceback" not in err and "IHDR" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_end_to_end_process_with_weights_and_xdotool(display, folder, tmp_path):
+    """``python -m landmark_annotation DIR --weights W`` in its own process, driven with xdotool."""
+    if shutil.which("xdotool") is None:
+        pytest.fail("xdotool is needed: apt-get install xdotool")
+    import torch
+
+    from simple_keypoint.checkpoint import save_checkpoint
+    from simple_keypoint.heatmap.model import HeatmapNet
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    save_checkpoint(weights, {"method": "heatmap", "model_args": {"widths": [4, 8]}, "model_state": HeatmapNet((4, 8)).state_dict(),
+                              "decode": {"conf": 0.0, "max_points": 2}})
+    labels = tmp_path / "my labels"
+    proc = subprocess.Popen([sys.executable, "-m", "landmark_annotation", str(folder), "--labels", str(labels), "--weights",
+                             str(weights)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wid = xdotool_window("landmark annotation", proc)
+        subprocess.run(["xdotool", "windowfocus", "--sync", wid], check=True, timeout=10)
+        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)  # accept the model's proposals
+        deadline = time.time() + 10
+        while not (labels / "a_spot.txt").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert len(read_labels(labels / "a_spot.txt")) == 2
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
+        assert proc.wait(timeout=10) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
