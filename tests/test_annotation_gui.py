@@ -343,7 +343,7 @@ def test_screenshot_of_a_sirst_image(display, tmp_path):
         near = shot[py - 15:py + 16, px - 15:px + 16].reshape(-1, 3)
         assert ((near == (102, 255, 0)).all(axis=1)).sum() > 20
         if os.environ.get("ANNOTATION_SCREENSHOT"):
-            cv2.imwrite(os.environ["ANNOTATION_SCREENSHOT"], shot)
+            cv2.imwrite(os.environ["ANNOTATION_SCREENSHOT"], shot, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     finally:
         gui.close()
 
