@@ -41,6 +41,8 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine decay)")
     p.add_argument("--crop", type=int, default=128, help="training input size: random square crops at native resolution")
+    p.add_argument("--target-fraction", type=float, default=0.8,
+                   help="share of crops placed around a labelled point (the rest: anywhere, mostly background)")
     p.add_argument("--repeats", type=int, default=4, help="crops taken from each training image per epoch")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
@@ -175,7 +177,8 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     print(f"{method}: training on {device}, run folder {out}")
 
     train_samples, val_samples = load_data(args, max_targets, min_targets)
-    train_set = CropDataset(train_samples * args.repeats, args.crop, args.seed, augment=True, keep_one=keep_target_in_crop)
+    train_set = CropDataset(train_samples * args.repeats, args.crop, args.seed, augment=True,
+                            target_fraction=args.target_fraction, keep_one=keep_target_in_crop)
     val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=keep_target_in_crop)
     loader = torch.utils.data.DataLoader(train_set, args.batch_size, shuffle=True, num_workers=args.workers,
                                          drop_last=len(train_set) >= args.batch_size,

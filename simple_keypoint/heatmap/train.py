@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as a file: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
+import torch.nn.functional as F
 
 from simple_keypoint import training
 from simple_keypoint.heatmap.target import gaussian_heatmaps
@@ -32,7 +33,8 @@ def heatmap_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, pos_weig
     if kind == "wmse":
         return ((1 + pos_weight * target) * (heat - target) ** 2).mean()
     heat = heat.clamp(1e-4, 1 - 1e-4)
-    peak = target >= 0.999
+    # The pixel nearest each point is the positive (sub-pixel targets rarely reach exactly 1).
+    peak = (target == F.max_pool2d(target, 3, 1, 1)) & (target > 0.5)
     pos = -torch.log(heat) * (1 - heat) ** 2 * peak
     neg = -torch.log(1 - heat) * heat**2 * (1 - target) ** 4 * ~peak
     return (pos.sum() + neg.sum()) / peak.sum().clamp(min=1)

@@ -1,0 +1,125 @@
+"""Accuracy on a labelled folder (default SIRST test): the shipped models beside the baselines.
+
+    python benchmarks/accuracy.py                 # table on data/test
+    python benchmarks/accuracy.py --markdown      # the same, as the README's Markdown table
+
+Rows: the shipped heatmap model at its default threshold (and without sub-pixel decoding, to show
+that step's gain alone), the shipped regression model (single-target images only), the white
+top-hat baseline (element size and threshold chosen on data/train), and the seed article's
+recipes when their weights exist (train them with benchmarks/seed_recipe.py).
+Thresholds are never chosen on the data being scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from tophat import TopHatDetector  # noqa: E402
+
+from simple_keypoint.dataset import Sample, load_dataset  # noqa: E402
+from simple_keypoint.evaluate import format_table, pick_threshold, predict_all, score  # noqa: E402
+from simple_keypoint.images import standardise  # noqa: E402
+from simple_keypoint.predict import Localizer, load_model  # noqa: E402
+
+COLUMNS = ["images", "targets", "AP@3px", "Pd@3px", "FA/img@3px", "FA/MPx@3px", "err_mean@3px", "err_median@3px",
+           "Pd@1px", "Pd@2px"]
+
+
+def tune_tophat(train_dir: str) -> TopHatDetector:
+    """Pick the element size by AP on the training split, then its threshold (<= 0.05 false alarms/image)."""
+    samples, _ = load_dataset(train_dir, progress=False)
+    best = max((score(predict_all(TopHatDetector(size), samples), 0.0)["AP@3px"], size) for size in (5, 7, 9, 11, 15))
+    detector = TopHatDetector(best[1])
+    detector.conf = pick_threshold(predict_all(detector, samples))
+    return detector
+
+
+def target_free_crops(samples: list[Sample], size: int = 128, seed: int = 0) -> list[np.ndarray]:
+    """One crop per image that holds no target (>= 8 px from every labelled point), where one fits.
+
+    Each crop is standardised on its own, like a separate frame that simply shows no target.
+    """
+    rng = np.random.default_rng(seed)
+    crops = []
+    for s in samples:
+        h, w = s.image.shape
+        if h < size or w < size:
+            continue
+        for _ in range(50):
+            x0, y0 = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
+            u, v = s.points[:, 0], s.points[:, 1]
+            if not np.any((u > x0 - 8) & (u < x0 + size + 8) & (v > y0 - 8) & (v < y0 + size + 8)):
+                crops.append(standardise(s.image[y0:y0 + size, x0:x0 + size]))
+                break
+    return crops
+
+
+def silent_rate(model: Localizer, crops: list[np.ndarray]) -> float:
+    """Share of target-free crops on which the model reports no point at its default threshold."""
+    return float(np.mean([len(model.predict_standardised(c)) == 0 for c in crops])) if crops else float("nan")
+
+
+def markdown(rows: dict[str, dict[str, float]]) -> str:
+    head = "| model | " + " | ".join(COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, m in rows.items():
+        cells = [f"{m[c]:d}" if isinstance(m[c], int) else f"{m[c]:.3f}" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(ROOT / "data/test"), help="labelled folder to score")
+    p.add_argument("--train", default=str(ROOT / "data/train"), help="where the baseline's settings are chosen")
+    p.add_argument("--heatmap", default=str(ROOT / "weights/heatmap.pt"))
+    p.add_argument("--regression", default=str(ROOT / "weights/regression.pt"))
+    p.add_argument("--seed-weights", default=str(ROOT / "benchmarks/weights"), help="seed recipe checkpoints")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+
+    samples, _ = load_dataset(args.data, progress=False)
+    single = [s for s in samples if len(s.points) == 1]
+    rows: dict[str, dict[str, float]] = {}
+
+    if Path(args.heatmap).exists():
+        model = load_model(args.heatmap, device="cpu")
+        results = predict_all(model, samples)
+        name = f"heatmap (shipped, threshold {model.conf:.2f})"
+        rows[name] = score(results, model.conf)
+        crops = target_free_crops(samples)
+        rows[name]["silent"] = silent_rate(model, crops)
+        model.subpixel = False
+        rows["heatmap, no sub-pixel decoding"] = score(predict_all(model, samples), model.conf)
+        print(f"heatmap model: no point reported on {rows[name]['silent']:.1%} of {len(crops)} target-free "
+              f"128x128 crops of {args.data} (default threshold)")
+    if Path(args.regression).exists():
+        model = load_model(args.regression, device="cpu")
+        rows[f"regression (shipped; {len(single)} single-target images)"] = score(predict_all(model, single), 0.0)
+    tophat = tune_tophat(args.train)
+    rows[f"top-hat {tophat.kernel.shape[0]}px + local max (threshold {tophat.conf:.2f})"] = score(
+        predict_all(tophat, samples), tophat.conf)
+    seed = Path(args.seed_weights)
+    if (seed / "seed_heatmap.pt").exists() or (seed / "seed_regression.pt").exists():
+        from seed_recipe import seed_rows
+
+        rows.update(seed_rows(seed, samples, single))
+
+    print(markdown(rows) if args.markdown else format_table(rows, COLUMNS))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
