@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import os
 import signal
 import sys
@@ -65,6 +66,8 @@ class VisdomPlotter:
         try:
             import visdom
 
+            # The client logs "Setting up a new session..." and a socket warning on every start: noise here.
+            logging.getLogger("visdom").setLevel(logging.ERROR)
             vis = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
                                 use_incoming_socket=False)
             if not vis.check_connection(timeout_seconds=2):
