@@ -188,7 +188,10 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     net = build_model(method, model_args).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * max(len(loader), 1)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=0.1)
+    # 10% warm-up, but at least 2 steps: OneCycleLR divides by zero when warm-up is exactly 1 step
+    # (e.g. 10 steps in all) or the whole run.
+    warmup = min(0.6, max(0.1, 2 / steps))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=warmup)
     start_epoch, history, best_ap = 0, [], -1.0
     if resume:
         net.load_state_dict(resume["model_state"])

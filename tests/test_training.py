@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import math
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
 import pytest
-from conftest import TINY_TRAIN_ARGS, free_port, run_python
+from conftest import REPO, TINY_TRAIN_ARGS, clean_env, free_port, run_python
 
 from simple_keypoint import Localizer, load_model
 from simple_keypoint.checkpoint import load_checkpoint
@@ -60,15 +64,6 @@ def test_regression_module_cli_skips_multi_target_images(regression_run):
     assert "Misc_1.png" in result.stdout and "Misc_105.png" in result.stdout
 
 
-def test_heatmap_train_py_runs_as_a_file(tiny_dataset, tmp_path):
-    out = tmp_path / "as_file"
-    result = run_python("simple_keypoint/heatmap/train.py", "--data", tiny_dataset, "--out", out, *TINY_TRAIN_ARGS,
-                        "--loss", "focal", "--widths", "4", "8", "--full-res-channels", "2")
-    assert result.returncode == 0, result.stdout + result.stderr
-    check_run_folder(out, "heatmap")
-    assert load_checkpoint(out / "weights" / "best.pt")["model_args"] == {"widths": (4, 8), "full_res_channels": 2}
-
-
 @pytest.mark.parametrize("module", ["simple_keypoint.heatmap.train", "simple_keypoint.regression.train"])
 def test_help(module):
     result = run_python("-m", module, "--help", timeout=120)
@@ -78,15 +73,19 @@ def test_help(module):
     assert module in result.stdout  # usage names the command to type
 
 
-def test_plots_without_server_print_one_notice_and_finish(tiny_dataset, tmp_path):
-    out = tmp_path / "novis"
-    result = run_python("-m", "simple_keypoint.regression.train", "--data", tiny_dataset, "--out", out,
-                        *TINY_TRAIN_ARGS, "--visdom", "--visdom-port", free_port())
+def test_heatmap_train_py_as_a_file_without_visdom_server(tiny_dataset, tmp_path):
+    """Run as a file (not -m), with other model options, and --visdom with no server listening:
+    one notice, and training still finishes."""
+    out = tmp_path / "as_file"
+    result = run_python("simple_keypoint/heatmap/train.py", "--data", tiny_dataset, "--out", out, *TINY_TRAIN_ARGS,
+                        "--loss", "focal", "--widths", "4", "8", "--full-res-channels", "2",
+                        "--visdom", "--visdom-port", free_port())
     assert result.returncode == 0, result.stdout + result.stderr
+    check_run_folder(out, "heatmap")
+    assert load_checkpoint(out / "weights" / "best.pt")["model_args"] == {"widths": (4, 8), "full_res_channels": 2}
     notices = [line for line in (result.stdout + result.stderr).splitlines() if line.strip().lower().startswith("visdom")]
     assert len(notices) == 1 and "no server" in notices[0], notices
     assert result.stderr.strip() == ""  # nothing else: no traceback, no client chatter
-    check_run_folder(out, "regression")
 
 
 def test_bad_data_folder_is_a_one_line_error(tmp_path):
@@ -117,3 +116,30 @@ def test_heatmap_loss_prefers_the_right_map(kind):
     good = torch.logit(target.clamp(0.001, 0.999))
     bad = torch.full_like(target, -4.6)
     assert heatmap_loss(good, target, kind, 30.0) < heatmap_loss(bad, target, kind, 30.0)
+
+
+def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_dataset, tmp_path):
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "simple_keypoint.regression.train", "--data", str(tiny_dataset), "--out", str(out),
+               *TINY_TRAIN_ARGS, "--epochs", "2", "--repeats", "4"]  # 5 images x 4 / 4 x 2 = 10 steps: a warm-up edge case
+    process = subprocess.Popen(command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "weights" / "last.pt").exists():  # epoch 1 is on disk: interrupt epoch 2
+            assert process.poll() is None and time.time() < deadline, process.communicate()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stdout + stderr
+    assert "interrupted" in stdout and "--resume" in stdout and "Traceback" not in stderr
+    first = load_checkpoint(out / "weights" / "last.pt")
+    assert first["epoch"] == 1
+
+    result = run_python("-m", "simple_keypoint.regression.train", "--resume", out / "weights" / "last.pt", "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resuming" in result.stdout and "epoch 2/2" in result.stdout and "epoch 1/2" not in result.stdout
+    rows = check_run_folder(out, "regression", epochs=2)
+    assert float(rows[0]["train_loss"]) == pytest.approx(first["history"][0]["train_loss"])
