@@ -177,3 +177,19 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, heatmap_checkpoint):
         load_model(tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="expected regression"):
         load_checkpoint(heatmap_checkpoint, "regression")
+
+
+class CornerRegressionNet(FakeRegressionNet):
+    """Answers the bottom-right corner of its (padded) input: inside the padding when the image was padded."""
+
+    def locate(self, x):
+        return torch.tensor([[0.999, 0.999, 0.9]])
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (1, 1), (17, 2)])
+def test_points_never_leave_the_image(shape):
+    model = Localizer("regression", CornerRegressionNet(), conf=0.0, device="cpu")
+    points = model.predict(np.full(shape, 7, np.uint8))
+    h, w = shape
+    assert points.shape == (1, 3)
+    assert -0.5 <= points[0, 0] <= w - 0.5 and -0.5 <= points[0, 1] <= h - 0.5, points
