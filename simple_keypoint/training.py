@@ -158,6 +158,17 @@ def evaluate_epoch(net: torch.nn.Module, method: str, val: list[Sample], val_loa
     return metrics, conf
 
 
+def selection_score(row: dict[str, float]) -> float:
+    """What best.pt is chosen by (higher is better): validation AP@3px; when validation has no
+    targets, lower validation loss; with no validation at all, the latest epoch. Which case applies
+    is fixed for a run, so scores are only compared within one case."""
+    if np.isfinite(row["val_AP@3px"]):
+        return row["val_AP@3px"]
+    if np.isfinite(row["val_loss"]):
+        return -row["val_loss"]
+    return row["epoch"]
+
+
 def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], loss_fn: LossFn,
           max_targets: int | None = None, min_targets: int = 0, keep_target_in_crop: bool = False) -> Path:
     """Train one model; returns the path of the best checkpoint (by validation AP@3px)."""
@@ -192,13 +203,13 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     # (e.g. 10 steps in all) or the whole run.
     warmup = min(0.6, max(0.1, 2 / steps))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=warmup)
-    start_epoch, history, best_ap = 0, [], -1.0
+    start_epoch, history, best_ap = 0, [], -float("inf")
     if resume:
         net.load_state_dict(resume["model_state"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         start_epoch, history = resume["epoch"], resume["history"]
-        best_ap = max((h["val_AP@3px"] for h in history), default=-1.0)
+        best_ap = max((selection_score(h) for h in history), default=-float("inf"))
         print(f"resuming {args.resume} after epoch {start_epoch} of {args.epochs}")
     plotter = VisdomPlotter(args.visdom_server, args.visdom_port, args.visdom_env) if args.visdom else None
     n_params = sum(p.numel() for p in net.parameters())
@@ -234,7 +245,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                    "val_err@3px": metrics.get("err_mean@3px", float("nan")), "conf": conf,
                    "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
             history.append(row)
-            ap = row["val_AP@3px"] if np.isfinite(row["val_AP@3px"]) else -row["val_loss"]
+            ap = selection_score(row)
             if ap > best_ap:
                 best_ap = ap
                 save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics))
