@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -140,3 +143,17 @@ def test_pixel_convention():
     np.testing.assert_allclose(normalised_to_pixel(pixel_to_normalised(uv, 320, 100), 320, 100), uv, atol=1e-12)
     # Resizing never moves a point: the same normalised point is the same place at 2x.
     np.testing.assert_allclose(normalised_to_pixel([[0.125, 0.25]], 8, 4), [[0.5, 0.5]])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are a POSIX notion")
+def test_atomic_write_gives_ordinary_file_modes(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "new.txt"
+        write_labels(path, np.zeros((0, 2)))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # what open() would give, not mkstemp's private 0600
+        os.chmod(path, 0o640)
+        write_labels(path, np.array([[0.5, 0.5]]))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640  # rewriting keeps the file's mode
+    finally:
+        os.umask(umask)
