@@ -100,6 +100,10 @@ class Localizer:
             points = decode_heatmap(out, conf, max_points, self.subpixel)
         if scale != 1.0:  # pixel centres scale as (u + 0.5) / scale - 0.5
             points[:, :2] = (points[:, :2] + 0.5) / scale - 0.5
+        # The net saw the image padded to its stride; a regression point may land in the padding.
+        h, w = gray.shape
+        points[:, 0] = points[:, 0].clip(-0.5, w - 0.5)
+        points[:, 1] = points[:, 1].clip(-0.5, h - 0.5)
         return points
 
 

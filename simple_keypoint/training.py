@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import os
 import signal
 import sys
@@ -67,6 +68,8 @@ class VisdomPlotter:
         try:
             import visdom
 
+            # The client logs "Setting up a new session..." and a socket warning on every start: noise here.
+            logging.getLogger("visdom").setLevel(logging.ERROR)
             vis = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
                                 use_incoming_socket=False)
             if not vis.check_connection(timeout_seconds=2):
@@ -157,6 +160,17 @@ def evaluate_epoch(net: torch.nn.Module, method: str, val: list[Sample], val_loa
     return metrics, conf
 
 
+def selection_score(row: dict[str, float]) -> float:
+    """What best.pt is chosen by (higher is better): validation AP@3px; when validation has no
+    targets, lower validation loss; with no validation at all, the latest epoch. Which case applies
+    is fixed for a run, so scores are only compared within one case."""
+    if np.isfinite(row["val_AP@3px"]):
+        return row["val_AP@3px"]
+    if np.isfinite(row["val_loss"]):
+        return -row["val_loss"]
+    return row["epoch"]
+
+
 def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], loss_fn: LossFn,
           max_targets: int | None = None, min_targets: int = 0, keep_target_in_crop: bool = False) -> Path:
     """Train one model; returns the path of the best checkpoint (by validation AP@3px)."""
@@ -188,14 +202,17 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     net = build_model(method, model_args).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * max(len(loader), 1)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=0.1)
-    start_epoch, history, best_ap = 0, [], -1.0
+    # 10% warm-up, but at least 2 steps: OneCycleLR divides by zero when warm-up is exactly 1 step
+    # (e.g. 10 steps in all) or the whole run.
+    warmup = min(0.6, max(0.1, 2 / steps))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=warmup)
+    start_epoch, history, best_ap = 0, [], -float("inf")
     if resume:
         net.load_state_dict(resume["model_state"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         start_epoch, history = resume["epoch"], resume["history"]
-        best_ap = max((h["val_AP@3px"] for h in history), default=-1.0)
+        best_ap = max((selection_score(h) for h in history), default=-float("inf"))
         print(f"resuming {args.resume} after epoch {start_epoch} of {args.epochs}")
     plotter = VisdomPlotter(args.visdom_server, args.visdom_port, args.visdom_env) if args.visdom else None
     n_params = sum(p.numel() for p in net.parameters())
@@ -231,7 +248,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                    "val_err@3px": metrics.get("err_mean@3px", float("nan")), "conf": conf,
                    "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
             history.append(row)
-            ap = row["val_AP@3px"] if np.isfinite(row["val_AP@3px"]) else -row["val_loss"]
+            ap = selection_score(row)
             if ap > best_ap:
                 best_ap = ap
                 save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics))

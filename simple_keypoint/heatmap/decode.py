@@ -11,16 +11,28 @@ import torch.nn.functional as F
 
 
 def nms(heat: torch.Tensor, kernel: int = 3) -> torch.Tensor:
-    """Keep only the local maxima of a (B, 1, H, W) heatmap (others set to 0)."""
+    """Keep only the local maxima of a (B, 1, H, W) heatmap (others set to 0).
+
+    Equal neighbours (a plateau, e.g. a sigmoid saturated to exactly 1.0 in float32 from a logit
+    of 17) would all be maxima; only the first of them in raster order is kept, so one target
+    gives one point.
+    """
     peaks = F.max_pool2d(heat, kernel, stride=1, padding=kernel // 2)
-    return heat * (peaks == heat)
+    keep = peaks == heat
+    h, w = heat.shape[-2:]
+    r = kernel // 2
+    earlier = F.pad(heat, (r, r, r, 0), value=float("nan"))  # nan never equals: no tie outside the map
+    for dy in range(-r, 1):
+        for dx in range(-r, r + 1 if dy < 0 else 0):
+            keep &= earlier[..., r + dy:r + dy + h, r + dx:r + dx + w] != heat
+    return heat * keep
 
 
 def topk(heat: torch.Tensor, k: int, conf: float) -> torch.Tensor:
     """The at most ``k`` strongest pixels of a (H, W) map scoring >= ``conf``: (N, 3) (u, v, score)."""
     flat = heat.reshape(-1)
     scores, index = torch.topk(flat, min(k, flat.numel()))
-    keep = scores >= conf
+    keep = (scores >= conf) & (scores > 0)  # 0 is a pixel NMS suppressed, never a peak
     scores, index = scores[keep], index[keep]
     width = heat.shape[-1]
     return torch.stack([(index % width).float(), (index // width).float(), scores], dim=1)

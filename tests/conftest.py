@@ -1,0 +1,90 @@
+"""Shared fixtures: a tiny copy of SIRST, and one tiny model of each method trained through its CLI.
+
+The two trainings are session-scoped so the whole suite trains each method once (a few seconds);
+tests that need a checkpoint reuse them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `import detect` and the package, whatever the working folder
+    sys.path.insert(0, str(REPO))
+
+SIRST_TRAIN = REPO / "data" / "train"
+# 8 images of data/train: gray, BGR and BGRA files, 1- and 2-target labels (2 of them are skipped by regression).
+TINY_STEMS = ("Misc_1", "Misc_10", "Misc_100", "Misc_101", "Misc_102", "Misc_103", "Misc_104", "Misc_105")
+# Small and short: one epoch of 64 px crops; every train run in the suite uses these.
+TINY_TRAIN_ARGS = ("--epochs", "1", "--crop", "64", "--batch-size", "4", "--repeats", "1", "--quiet", "--device", "cpu")
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for child processes: the repo importable, no user visdom settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPLE_KEYPOINT_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
+def run_python(*args: str | os.PathLike, timeout: float = 300, cwd: str | os.PathLike = REPO) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` (a module with -m, or a script) and capture its output as text."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=clean_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_tiny_dataset(dest: Path, stems: tuple[str, ...] = TINY_STEMS) -> Path:
+    """Copy some SIRST images and their labels into ``dest/images`` and ``dest/labels``."""
+    (dest / "images").mkdir(parents=True)
+    (dest / "labels").mkdir()
+    for stem in stems:
+        shutil.copy(SIRST_TRAIN / "images" / f"{stem}.png", dest / "images")
+        shutil.copy(SIRST_TRAIN / "labels" / f"{stem}.txt", dest / "labels")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset folder with 8 SIRST images (treat as read-only; copy it to change it)."""
+    return copy_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+def _train(method: str, data: Path, out: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    result = run_python("-m", f"simple_keypoint.{method}.train", "--data", data, "--out", out, *TINY_TRAIN_ARGS)
+    assert result.returncode == 0, f"{method} training failed:\n{result.stdout}\n{result.stderr}"
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def heatmap_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``python -m simple_keypoint.heatmap.train`` for one tiny epoch: (run folder, process result)."""
+    return _train("heatmap", tiny_dataset, tmp_path_factory.mktemp("runs") / "heatmap")
+
+
+@pytest.fixture(scope="session")
+def regression_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``python -m simple_keypoint.regression.train`` for one tiny epoch: (run folder, process result)."""
+    return _train("regression", tiny_dataset, tmp_path_factory.mktemp("runs") / "regression")
+
+
+@pytest.fixture(scope="session")
+def heatmap_checkpoint(heatmap_run: tuple[Path, subprocess.CompletedProcess]) -> Path:
+    return heatmap_run[0] / "weights" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def regression_checkpoint(regression_run: tuple[Path, subprocess.CompletedProcess]) -> Path:
+    return regression_run[0] / "weights" / "best.pt"
