@@ -106,15 +106,21 @@ class Localizer:
 def localizer_from_checkpoint(checkpoint: dict[str, Any], device: str | torch.device | None = None,
                               path: str | os.PathLike = "<checkpoint>") -> Localizer:
     method = checkpoint["method"]
-    if method not in MODELS:
+    if not isinstance(method, str) or method not in MODELS:
         raise CheckpointError(f"{path}: unknown method {method!r}")
     try:
         net = build_model(method, checkpoint.get("model_args", {}))
         net.load_state_dict(checkpoint["model_state"])
-    except (RuntimeError, TypeError, KeyError) as e:
+    except (RuntimeError, TypeError, KeyError, ValueError, IndexError, AttributeError) as e:
+        # load_state_dict's message is a header line then one line per mismatch: show the first mismatch.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        detail = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
         raise CheckpointError(f"{path}: weights do not fit the {method} architecture "
-                              f"({str(e).splitlines()[0][:120]})") from None
-    return Localizer(method, net, device=device, **checkpoint.get("decode", {}))
+                              f"({detail[:160]})") from None
+    try:
+        return Localizer(method, net, device=device, **checkpoint.get("decode", {}))
+    except TypeError as e:
+        raise CheckpointError(f"{path}: bad decode settings {checkpoint.get('decode')!r} ({e})") from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> Localizer:

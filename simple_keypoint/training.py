@@ -60,15 +60,27 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
 class VisdomPlotter:
     """Live plots on a visdom server. Any failure prints one notice and switches plotting off."""
 
+    TIMEOUT = 3.0  # seconds per request: a server that hangs must not stall training
+
     def __init__(self, server: str, port: int, env: str):
-        self.vis, self.env = None, env
+        self.vis, self.env, self.windows = None, env, set()
         try:
+            import logging
+
             import visdom
 
-            vis = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
+            # visdom logs a warning about its (unused) incoming socket at every start.
+            logging.getLogger("visdom").setLevel(logging.ERROR)
+            timeout = self.TIMEOUT
+
+            class BoundedVisdom(visdom.Visdom):
+                def _handle_post(self, url: str, data: Any = None) -> str:  # visdom posts with no timeout
+                    return self.session.post(url, data=data or {}, timeout=timeout).text
+
+            vis = BoundedVisdom(server=server, port=port, env=env, raise_exceptions=True,
                                 use_incoming_socket=False)
-            if not vis.check_connection(timeout_seconds=2):
-                raise ConnectionError("no answer")
+            if vis._win_exists_wrap("") not in ("true", "false"):  # something answered, but not visdom
+                raise ConnectionError("not a visdom server")
             self.vis = vis
             print(f"visdom: plotting to {server}:{port}, env {env}")
         except Exception as e:  # noqa: BLE001  (plots are optional; training must go on)
@@ -79,9 +91,14 @@ class VisdomPlotter:
             return
         try:
             for name, value in values.items():
+                if window not in self.windows:  # a resumed run appends to its window (visdom==0.2.4 API;
+                    # the public win_exists prints its own error line and returns None instead of raising)
+                    if self.vis._win_exists_wrap(window) == "true":
+                        self.windows.add(window)
                 self.vis.line(X=np.array([epoch]), Y=np.array([value]), win=window, name=name,
-                              update="append" if self.vis.win_exists(window) else None,
+                              update="append" if window in self.windows else None,
                               opts={"title": window, "xlabel": "epoch", "showlegend": True})
+                self.windows.add(window)
         except Exception as e:  # noqa: BLE001
             print(f"\nvisdom: lost the server ({type(e).__name__}); training goes on without live plots")
             self.vis = None
@@ -120,14 +137,20 @@ def write_history(out: Path, history: list[dict[str, float]]) -> None:
     atomic_write(out / "losses.png", buffer.getvalue())
 
 
-def load_data(args: argparse.Namespace, max_targets: int | None, min_targets: int) -> tuple[list[Sample], list[Sample]]:
-    """Train and validation samples; prints what was found and skipped. Exits if nothing is usable."""
+def load_data(args: argparse.Namespace, max_targets: int | None, min_targets: int,
+              failures: list[str] | None = None) -> tuple[list[Sample], list[Sample]]:
+    """Train and validation samples; prints what was found and skipped. Exits if nothing is usable.
+
+    Files that could not be read are also appended to ``failures`` (listed again when training ends).
+    """
     def read(folder: str) -> list[Sample]:
         try:
             samples, report = load_dataset(folder, max_targets, min_targets, progress=not args.quiet)
         except (DatasetError, OSError) as e:
             sys.exit(f"error: {e}")
         print("\n".join(report.lines()))
+        if failures is not None:
+            failures.extend(report.failures)
         return samples
 
     train_samples = read(args.data)
@@ -174,7 +197,8 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     (out / "weights").mkdir(parents=True, exist_ok=True)
     print(f"{method}: training on {device}, run folder {out}")
 
-    train_samples, val_samples = load_data(args, max_targets, min_targets)
+    failures: list[str] = []
+    train_samples, val_samples = load_data(args, max_targets, min_targets, failures)
     train_set = CropDataset(train_samples * args.repeats, args.crop, args.seed, augment=True, keep_one=keep_target_in_crop)
     val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=keep_target_in_crop)
     loader = torch.utils.data.DataLoader(train_set, args.batch_size, shuffle=True, num_workers=args.workers,
@@ -245,4 +269,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
               f"(continue with --resume {out / 'weights' / 'last.pt'})")
         sys.exit(130)
     print(f"done: best {out / 'weights' / 'best.pt'}, last {out / 'weights' / 'last.pt'}, curves {out / 'losses.png'}")
+    if failures:  # training went on without them (exit code 0); repeated here so they are not missed
+        print(f"{len(failures)} file(s) could not be used:")
+        print("\n".join(f"  failed: {line}" for line in failures))
     return out / "weights" / "best.pt"
