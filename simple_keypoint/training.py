@@ -49,7 +49,9 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--resume", default=None, help="a last.pt to continue from (same settings, same final epoch)")
     p.add_argument("--visdom", action="store_true", default=bool(os.environ.get("SIMPLE_KEYPOINT_VISDOM")),
                    help="live loss plots on a visdom server (also on when SIMPLE_KEYPOINT_VISDOM is set)")
-    p.add_argument("--visdom-server", default=os.environ.get("SIMPLE_KEYPOINT_VISDOM", "http://127.0.0.1"))
+    # SIMPLE_KEYPOINT_VISDOM is both the switch and, when it is a URL, the server ("1" or "" must not become a host).
+    env_server = os.environ.get("SIMPLE_KEYPOINT_VISDOM", "")
+    p.add_argument("--visdom-server", default=env_server if "://" in env_server else "http://127.0.0.1")
     p.add_argument("--visdom-port", type=int, default=int(os.environ.get("SIMPLE_KEYPOINT_VISDOM_PORT", 8097)))
     p.add_argument("--visdom-env", default=f"simple_keypoint_{method}")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -63,7 +65,7 @@ class VisdomPlotter:
     TIMEOUT = 3.0  # seconds per request: a server that hangs must not stall training
 
     def __init__(self, server: str, port: int, env: str):
-        self.vis, self.env, self.windows = None, env, set()
+        self.vis, self.env = None, env
         try:
             import logging
 
@@ -77,9 +79,13 @@ class VisdomPlotter:
                 def _handle_post(self, url: str, data: Any = None) -> str:  # visdom posts with no timeout
                     return self.session.post(url, data=data or {}, timeout=timeout).text
 
+                def win_exists(self, win: str, env: str | None = None) -> bool:
+                    # visdom's own prints "Error connecting..." and returns None; raise, so the one notice is ours.
+                    return self._win_exists_wrap(win, env) == "true"
+
             vis = BoundedVisdom(server=server, port=port, env=env, raise_exceptions=True,
                                 use_incoming_socket=False)
-            if vis._win_exists_wrap("") not in ("true", "false"):  # something answered, but not visdom
+            if vis._win_exists_wrap("") not in ("true", "false"):  # something answered, but not visdom (0.2.4 API)
                 raise ConnectionError("not a visdom server")
             self.vis = vis
             print(f"visdom: plotting to {server}:{port}, env {env}")
@@ -91,14 +97,9 @@ class VisdomPlotter:
             return
         try:
             for name, value in values.items():
-                if window not in self.windows:  # a resumed run appends to its window (visdom==0.2.4 API;
-                    # the public win_exists prints its own error line and returns None instead of raising)
-                    if self.vis._win_exists_wrap(window) == "true":
-                        self.windows.add(window)
                 self.vis.line(X=np.array([epoch]), Y=np.array([value]), win=window, name=name,
-                              update="append" if window in self.windows else None,
+                              update="append" if self.vis.win_exists(window) else None,
                               opts={"title": window, "xlabel": "epoch", "showlegend": True})
-                self.windows.add(window)
         except Exception as e:  # noqa: BLE001
             print(f"\nvisdom: lost the server ({type(e).__name__}); training goes on without live plots")
             self.vis = None

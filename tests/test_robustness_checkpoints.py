@@ -70,7 +70,7 @@ def bad_checkpoints(folder: Path) -> dict[str, str]:
                            "24 wrong-shaped, 16 missing, 0 unexpected tensor(s), e.g. down.0.0.0.weight is (8, 4, 3, 3), "
                            "expected (16, 8, 3, 3)",
         "args_disagree.pt": "weights do not fit the heatmap architecture {'widths': (6, 12), 'full_res_channels': 2}: "
-                            "14 wrong-shaped, 0 missing, 0 unexpected tensor(s), e.g. down.0.0.0.weight is (8, 4, 3, 3), "
+                            "20 wrong-shaped, 0 missing, 0 unexpected tensor(s), e.g. down.0.0.0.weight is (8, 4, 3, 3), "
                             "expected (12, 6, 3, 3)",
         "no_widths.pt": "bad heatmap model settings {'widths': ()} (tuple index out of range)",
         "not_tensors.pt": "model_state is not a set of named tensors",
