@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from simple_keypoint.labels import LabelError, format_labels, parse_labels, read_labels, write_labels
 
 PATH = "some/dir/frame_001.txt"
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SOME = settings(max_examples=120, deadline=None)
+FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+SOME = settings(max_examples=120, deadline=None, database=None)
 
 # Characters that have broken parsers: other scripts' digits, odd line breaks and spaces, signs.
 TRICKY = "0123456789.+-eE _\t\r\n\x0b\x0c\x1c\x85\u2028\xa0\ufeff²٣１naifNIF,;"
