@@ -146,3 +146,22 @@ def test_evaluate_reports_bad_files_and_exits_1(tmp_path: Path, weights: Path, c
     assert code == 1
     assert f"    {data / 'labels' / 'f1.txt'}:2: expected 'x y' or 'x y score', got '0.5'" in out.splitlines()
     assert f"    {data / 'images' / 'f2.png'}: empty file (0 bytes)" in out.splitlines()
+
+
+def test_detect_one_file_raising_does_not_stop_the_batch(tmp_path: Path, weights: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenCV or torch error on one file (e.g. out of memory on a huge frame) is one failure line."""
+    images(tmp_path / "in", ("a.png", "b.png", "c.png"))
+    model = detect.load_model(weights)
+    predict = model.predict
+
+    def flaky(image, **kwargs):
+        if image[0, 0] == 21:  # b.png
+            raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes.")
+        return predict(image, **kwargs)
+
+    monkeypatch.setattr(model, "predict", flaky)
+    sources = sorted((tmp_path / "in").iterdir())
+    done, _, failures, _ = detect.detect(model, sources, tmp_path / "out", None, 5, progress=False)
+    assert done == 2
+    assert failures == [f"{sources[1]}: RuntimeError: DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes."]
