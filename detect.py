@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from simple_keypoint.checkpoint import CheckpointError
 from simple_keypoint.images import IMAGE_SUFFIXES, ImageError, read_image, to_display
-from simple_keypoint.labels import pixel_to_normalised, write_labels
+from simple_keypoint.labels import atomic_write, pixel_to_normalised, write_labels
 from simple_keypoint.predict import Localizer, load_model
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -96,10 +96,12 @@ def detect(model: Localizer, sources: list[Path], out: Path, conf: float | None,
                 write_labels(out / "labels" / f"{name}.txt", np.column_stack([xy, points[:, 2]]))
                 ok, jpg = cv2.imencode(".jpg", draw_overlay(image, points, heat))
                 if ok:
-                    (out / "overlays" / f"{name}.jpg").write_bytes(jpg.tobytes())
+                    atomic_write(out / "overlays" / f"{name}.jpg", jpg.tobytes())
                 done, found = done + 1, found + len(points)
         except (ImageError, ValueError, OSError) as e:
             failures.append(str(e))
+        except (cv2.error, RuntimeError) as e:  # e.g. an image too odd for OpenCV, or out of memory
+            failures.append(f"{path}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1][:160]}")
     return done, found, failures, seconds / max(done, 1)
 
 
@@ -121,13 +123,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     source_dirs = {s.resolve().parent for s in sources}
-    if out.resolve() in source_dirs or any(out.resolve() / sub in source_dirs for sub in ("overlays", "labels")):
+    written = [out.resolve() / sub for sub in ("overlays", "labels")]
+    if out.resolve() in source_dirs or any(d.is_relative_to(w) for d in source_dirs for w in written):
         print(f"error: output folder {out} would mix results with the input images; choose another --out", file=sys.stderr)
         return 2
     try:
         model = load_model(args.weights, device=args.device)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        for folder in written:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file in the way, no permission ...
+        print(f"error: cannot create output folder {out}: {e.strerror or e}", file=sys.stderr)
         return 2
     done, found, failures, per_image = detect(model, sources, out, args.conf, args.max_points, not args.quiet)
     conf = model.conf if args.conf is None else args.conf

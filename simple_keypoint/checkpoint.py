@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,15 @@ def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict[
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; the error below says it all
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # weights_only refuses anything but tensors and plain data: code, foreign classes, or junk bytes.
+        raise CheckpointError(f"{path}: refused: not a plain weights file (holds code or foreign objects, "
+                              "or is not a checkpoint at all); only weights are ever loaded") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, AttributeError,
+            TypeError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a simple_keypoint file: {first[:120]})") from None
     if not isinstance(checkpoint, dict) or "method" not in checkpoint or "model_state" not in checkpoint:

@@ -186,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in report.lines():
             print(line)
         failed |= bool(report.failures)
+        if not samples:  # an empty table would read as a score
+            print(f"error: {folder}: no usable labelled images", file=sys.stderr)
+            failed = True
+            continue
         results = predict_all(model, samples, progress=True)
         tables[str(folder)] = score(results, conf)
         if args.per_image:

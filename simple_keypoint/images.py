@@ -35,7 +35,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(path, f"cannot read: {e.strerror or e}") from None
     if data.size == 0:
         raise ImageError(path, "empty file (0 bytes)")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # A bad file is reported once, below; OpenCV's own WARN/ERROR lines would only repeat it.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # some malformed headers raise instead of returning None
+        image = None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if image is None or image.size == 0:
         raise ImageError(path, "not a readable image (corrupt, truncated or not an image)")
     if image.shape[0] * image.shape[1] > MAX_PIXELS:
@@ -87,7 +95,7 @@ def to_display(image: np.ndarray, low: float = 0.5, high: float = 99.9) -> np.nd
 
     For display only (overlays, the annotation tool); never used for what a model sees.
     """
-    gray = to_gray(image)
+    gray = np.nan_to_num(to_gray(image), nan=0.0, posinf=0.0, neginf=0.0)  # NaN/inf pixels in float TIFFs
     lo, hi = np.percentile(gray, [low, high])
     if hi <= lo:
         lo, hi = float(gray.min()), float(gray.max()) if gray.max() > gray.min() else float(gray.min()) + 1

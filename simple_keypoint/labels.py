@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+# The format is plain ASCII: str.isdigit/float/splitlines would also accept other scripts' digits,
+# '1_0', and \x0b or \x1c as line breaks, which reads a point the file does not plainly say.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_FIELD_SEP = re.compile(r"[ \t]+")
 
 
 class LabelError(ValueError):
@@ -31,28 +37,27 @@ def parse_labels(text: str, path: str | os.PathLike = "<text>") -> np.ndarray:
     Tolerates a BOM, CRLF, extra spaces and trailing blank lines; a missing score reads as 1.
     Anything else that is off raises :class:`LabelError` naming the file and line.
     """
-    lines = text.lstrip("\ufeff").splitlines()
-    while lines and not lines[-1].strip():
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    while lines and not lines[-1].strip(" \t"):
         lines.pop()
     if not lines:
         raise LabelError(path, 1, "empty file (write '0' for an image with no target)")
-    head = lines[0].split()
-    if len(head) != 1 or not head[0].isdigit():
-        raise LabelError(path, 1, f"first line must be the number of points, got {lines[0]!r}")
-    count = int(head[0])
+    head = lines[0].strip(" \t")
+    if not re.fullmatch(r"[0-9]{1,9}", head):  # int() of thousands of digits would itself raise
+        raise LabelError(path, 1, f"first line must be the number of points, got {lines[0][:60]!r}")
+    count = int(head)
     if len(lines) - 1 != count:
         raise LabelError(path, 1, f"says {count} point(s) but {len(lines) - 1} line(s) follow")
     points = np.empty((count, 3), dtype=np.float64)
     for i, line in enumerate(lines[1:], start=2):
-        fields = line.split()
+        fields = _FIELD_SEP.split(line.strip(" \t"))
         if len(fields) not in (2, 3):
-            raise LabelError(path, i, f"expected 'x y' or 'x y score', got {line!r}")
-        try:
-            values = [float(f) for f in fields]
-        except ValueError:
-            raise LabelError(path, i, f"not a number in {line!r}") from None
+            raise LabelError(path, i, f"expected 'x y' or 'x y score', got {line[:60]!r}")
+        if not all(_NUMBER.fullmatch(f) for f in fields):
+            raise LabelError(path, i, f"not a number in {line[:60]!r}")
+        values = [float(f) for f in fields]
         if not all(math.isfinite(v) for v in values):
-            raise LabelError(path, i, f"non-finite value in {line!r}")
+            raise LabelError(path, i, f"non-finite value in {line[:60]!r}")
         x, y = values[:2]
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise LabelError(path, i, f"point ({x}, {y}) is outside [0, 1]")

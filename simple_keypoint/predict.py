@@ -110,15 +110,30 @@ class Localizer:
 def localizer_from_checkpoint(checkpoint: dict[str, Any], device: str | torch.device | None = None,
                               path: str | os.PathLike = "<checkpoint>") -> Localizer:
     method = checkpoint["method"]
-    if method not in MODELS:
+    if not isinstance(method, str) or method not in MODELS:
         raise CheckpointError(f"{path}: unknown method {method!r}")
+    model_args, state = checkpoint.get("model_args", {}), checkpoint["model_state"]
     try:
-        net = build_model(method, checkpoint.get("model_args", {}))
-        net.load_state_dict(checkpoint["model_state"])
-    except (RuntimeError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{path}: weights do not fit the {method} architecture "
-                              f"({str(e).splitlines()[0][:120]})") from None
-    return Localizer(method, net, device=device, **checkpoint.get("decode", {}))
+        net = build_model(method, model_args)
+    except (TypeError, ValueError, IndexError, AttributeError) as e:
+        raise CheckpointError(f"{path}: bad {method} model settings {model_args!r} ({e})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: model_state is not a set of named tensors")
+    # Compare before loading: load_state_dict's own error is a many-line list of parameter names.
+    expected = net.state_dict()
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    wrong = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        example = (f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, expected {tuple(expected[wrong[0]].shape)}" if wrong
+                   else f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}")
+        raise CheckpointError(f"{path}: weights do not fit the {method} architecture {model_args}: "
+                              f"{len(wrong)} wrong-shaped, {len(missing)} missing, {len(unexpected)} unexpected "
+                              f"tensor(s), e.g. {example}")
+    net.load_state_dict(state)
+    try:
+        return Localizer(method, net, device=device, **checkpoint.get("decode", {}))
+    except TypeError as e:
+        raise CheckpointError(f"{path}: bad decode settings {checkpoint.get('decode')!r} ({e})") from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> Localizer:

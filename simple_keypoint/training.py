@@ -52,7 +52,9 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--resume", default=None, help="a last.pt to continue from (same settings, same final epoch)")
     p.add_argument("--visdom", action="store_true", default=bool(os.environ.get("SIMPLE_KEYPOINT_VISDOM")),
                    help="live loss plots on a visdom server (also on when SIMPLE_KEYPOINT_VISDOM is set)")
-    p.add_argument("--visdom-server", default=os.environ.get("SIMPLE_KEYPOINT_VISDOM", "http://127.0.0.1"))
+    # SIMPLE_KEYPOINT_VISDOM is both the switch and, when it is a URL, the server ("1" or "" must not become a host).
+    env_server = os.environ.get("SIMPLE_KEYPOINT_VISDOM", "")
+    p.add_argument("--visdom-server", default=env_server if "://" in env_server else "http://127.0.0.1")
     p.add_argument("--visdom-port", type=int, default=int(os.environ.get("SIMPLE_KEYPOINT_VISDOM_PORT", 8097)))
     p.add_argument("--visdom-env", default=f"simple_keypoint_{method}")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -63,17 +65,31 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
 class VisdomPlotter:
     """Live plots on a visdom server. Any failure prints one notice and switches plotting off."""
 
+    TIMEOUT = 3.0  # seconds per request: a server that hangs must not stall training
+
     def __init__(self, server: str, port: int, env: str):
         self.vis, self.env = None, env
         try:
+            import logging
+
             import visdom
 
-            # The client logs "Setting up a new session..." and a socket warning on every start: noise here.
+            # visdom logs a warning about its (unused) incoming socket at every start.
             logging.getLogger("visdom").setLevel(logging.ERROR)
-            vis = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
+            timeout = self.TIMEOUT
+
+            class BoundedVisdom(visdom.Visdom):
+                def _handle_post(self, url: str, data: Any = None) -> str:  # visdom posts with no timeout
+                    return self.session.post(url, data=data or {}, timeout=timeout).text
+
+                def win_exists(self, win: str, env: str | None = None) -> bool:
+                    # visdom's own prints "Error connecting..." and returns None; raise, so the one notice is ours.
+                    return self._win_exists_wrap(win, env) == "true"
+
+            vis = BoundedVisdom(server=server, port=port, env=env, raise_exceptions=True,
                                 use_incoming_socket=False)
-            if not vis.check_connection(timeout_seconds=2):
-                raise ConnectionError("no answer")
+            if vis._win_exists_wrap("") not in ("true", "false"):  # something answered, but not visdom (0.2.4 API)
+                raise ConnectionError("not a visdom server")
             self.vis = vis
             print(f"visdom: plotting to {server}:{port}, env {env}")
         except Exception as e:  # noqa: BLE001  (plots are optional; training must go on)
@@ -125,14 +141,20 @@ def write_history(out: Path, history: list[dict[str, float]]) -> None:
     atomic_write(out / "losses.png", buffer.getvalue())
 
 
-def load_data(args: argparse.Namespace, max_targets: int | None, min_targets: int) -> tuple[list[Sample], list[Sample]]:
-    """Train and validation samples; prints what was found and skipped. Exits if nothing is usable."""
+def load_data(args: argparse.Namespace, max_targets: int | None, min_targets: int,
+              failures: list[str] | None = None) -> tuple[list[Sample], list[Sample]]:
+    """Train and validation samples; prints what was found and skipped. Exits if nothing is usable.
+
+    Files that could not be read are also appended to ``failures`` (listed again when training ends).
+    """
     def read(folder: str) -> list[Sample]:
         try:
             samples, report = load_dataset(folder, max_targets, min_targets, progress=not args.quiet)
         except (DatasetError, OSError) as e:
             sys.exit(f"error: {e}")
         print("\n".join(report.lines()))
+        if failures is not None:
+            failures.extend(report.failures)
         return samples
 
     train_samples = read(args.data)
@@ -190,7 +212,8 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     (out / "weights").mkdir(parents=True, exist_ok=True)
     print(f"{method}: training on {device}, run folder {out}")
 
-    train_samples, val_samples = load_data(args, max_targets, min_targets)
+    failures: list[str] = []
+    train_samples, val_samples = load_data(args, max_targets, min_targets, failures)
     train_set = CropDataset(train_samples * args.repeats, args.crop, args.seed, augment=True,
                             target_fraction=args.target_fraction, keep_one=keep_target_in_crop)
     val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=keep_target_in_crop)
@@ -265,4 +288,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
               f"(continue with --resume {out / 'weights' / 'last.pt'})")
         sys.exit(130)
     print(f"done: best {out / 'weights' / 'best.pt'}, last {out / 'weights' / 'last.pt'}, curves {out / 'losses.png'}")
+    if failures:  # training went on without them (exit code 0); repeated here so they are not missed
+        print(f"{len(failures)} file(s) could not be used:")
+        print("\n".join(f"  failed: {line}" for line in failures))
     return out / "weights" / "best.pt"
