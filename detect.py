@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from simple_keypoint.checkpoint import CheckpointError
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conf", type=float, default=None, help="score threshold (default: the one stored in the checkpoint)")
     p.add_argument("--max-points", type=int, default=20, help="at most this many points per image (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda ... (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (0: all cores). One image at a time, 1 is fastest for these small nets and "
+                        "does not collapse when other processes load the cores (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
@@ -127,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     if out.resolve() in source_dirs or any(out.resolve() / sub in source_dirs for sub in ("overlays", "labels")):
         print(f"error: output folder {out} would mix results with the input images; choose another --out", file=sys.stderr)
         return 2
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
-        model = load_model(args.weights, device=args.device, backend=args.backend)
+        model = load_model(args.weights, device=args.device, backend=args.backend, threads=max(args.threads, 0))
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
     python -m benchmarks.speed                      # one table, 200 frames per row
     python -m benchmarks.speed --markdown --candidates --frames 300
+    python -m benchmarks.speed --layers             # per-block times of the default HeatmapNet
+    python -m benchmarks.speed --ablations          # each inference trick tried, alone
 
 Every row runs 256 x 320 gray frames (data/test images resized; random if absent) end to end:
 standardise, network, NMS, top-k, sub-pixel fit, map back (``Localizer.predict`` on an in-memory
@@ -13,8 +15,10 @@ Columns: MFLOP = 2 x multiply-adds of conv/linear layers (torch.utils.flop_count
 ops, upsampling and pooling are not counted); weights = bytes of parameters and buffers;
 activations = bytes of every tensor the network writes per frame (views excluded); floor = MFLOP /
 the GFLOP/s measured here for a 1024^2 matmul and for a representative 3x3 conv; ratio = seed
-ms / row ms. Peak memory: ru_maxrss of a fresh process per row (its peak resident set, MiB), and
-its growth while running the frames.
+ms / row ms. Peak memory: VmHWM (the kernel's peak resident set, MiB; Linux) of a fresh process
+per row that builds the model and runs 32 frames, and how much of it came after importing the
+libraries (model, export, working memory). Not ru_maxrss: Linux keeps the parent's peak in it
+across exec.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,17 +45,16 @@ from benchmarks.seed_nets import SEED_SIZE, SeedHeatmapNet, argmax_point, seed_i
 from simple_keypoint.checkpoint import load_checkpoint
 from simple_keypoint.heatmap.decode import decode_heatmap
 from simple_keypoint.heatmap.model import HeatmapNet
-from simple_keypoint.predict import Localizer, OnnxLocalizer, load_model, pad_to_multiple
+from simple_keypoint.predict import FastHeatmapNet, Localizer, OnnxLocalizer, load_model, pad_to_multiple
 from simple_keypoint.regression.model import RegressionNet
 
 FRAME = (256, 320)
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = {  # HeatmapNet constructor args timed with --candidates (untrained: speed only)
-    "widths 8-16-32-64, full-res 4 (default)": dict(widths=(8, 16, 32, 64), full_res_channels=4),
-    "widths 8-16-32-64, full-res 1": dict(widths=(8, 16, 32, 64), full_res_channels=1),
-    "widths 4-8-16-32, full-res 2": dict(widths=(4, 8, 16, 32), full_res_channels=2),
-    "widths 8-16-32, full-res 2": dict(widths=(8, 16, 32), full_res_channels=2),
-    "widths 4-8-16-32-64, full-res 2": dict(widths=(4, 8, 16, 32, 64), full_res_channels=2),
+    "8-16-32-64 fr1": dict(widths=(8, 16, 32, 64), full_res_channels=1),
+    "6-12-24-48 fr4": dict(widths=(6, 12, 24, 48), full_res_channels=4),
+    "4-8-16-32 fr4": dict(widths=(4, 8, 16, 32), full_res_channels=4),
+    "8-16-32 fr4": dict(widths=(8, 16, 32), full_res_channels=4),
 }
 
 
@@ -62,6 +65,7 @@ class Row:
     net: torch.nn.Module  # what the FLOPs and bytes are counted on
     example: torch.Tensor  # its input for one frame
     onnx_path: Path | None = None  # the ONNX file an onnxruntime row runs
+    params: int | None = None  # parameters of the model as trained, if ``net`` is an inference rewrite
 
 
 class ActivationBytes(TorchDispatchMode):
@@ -87,6 +91,12 @@ def count(net: torch.nn.Module, x: torch.Tensor) -> tuple[int, float, int, int]:
     tensors = [*net.parameters(), *net.buffers()]
     return (sum(p.numel() for p in net.parameters()), flops.get_total_flops() / 1e6,
             sum(t.numel() * t.element_size() for t in tensors), acts.total)
+
+
+def time_call(fn: Callable, *args: object) -> float:
+    started = time.perf_counter()
+    fn(*args)
+    return (time.perf_counter() - started) * 1e3
 
 
 def machine_rates() -> tuple[float, float]:
@@ -130,7 +140,7 @@ def untrained(method: str, model_args: dict) -> tuple[Localizer, dict]:
 def torch_row(name: str, loc: Localizer) -> Row:
     x = pad_to_multiple(torch.zeros(1, 1, *FRAME), loc.stride)
     net = loc._fast_net() if loc.method == "heatmap" else loc.net
-    return Row(name, loc.predict, net, x)
+    return Row(name, loc.predict, net, x, params=sum(p.numel() for p in loc.net.parameters()))
 
 
 def onnx_row(name: str, loc: Localizer, checkpoint: dict, threads: int, folder: Path) -> Row:
@@ -139,7 +149,7 @@ def onnx_row(name: str, loc: Localizer, checkpoint: dict, threads: int, folder: 
     path = folder / f"{len(list(folder.iterdir()))}.onnx"
     export_onnx(checkpoint, path)
     row = torch_row(name, loc)
-    return Row(name, OnnxLocalizer(path, threads).predict, row.net, row.example, path)
+    return Row(name, OnnxLocalizer(path, threads).predict, row.net, row.example, path, row.params)
 
 
 def before_row(loc: Localizer) -> Row:
@@ -164,19 +174,21 @@ def seed_row() -> Row:
     return Row("seed heatmap net (360x480 3-ch, argmax)", run, net, torch.zeros(1, 3, *SEED_SIZE))
 
 
-def build_rows(args: argparse.Namespace, folder: Path) -> tuple[list[Row], list[str]]:
+def build_rows(args: argparse.Namespace, folder: Path) -> tuple[list[Callable[[], Row]], list[str]]:
+    """Row factories (a memory-measuring process builds just its own row) and notes on the models."""
     rows, notes = [], []
     for method in ("heatmap", "regression"):
         loc, checkpoint, what = load_or_untrained(method, Path(args.weights_dir) / f"{method}.pt")
         notes.append(f"{method} model: {what}")
-        rows += [torch_row(f"{method}, torch", loc), onnx_row(f"{method}, onnxruntime", loc, checkpoint, args.threads, folder)]
+        rows += [lambda m=method, loc=loc: torch_row(f"{m}, torch", loc),
+                 lambda m=method, loc=loc, c=checkpoint: onnx_row(f"{m}, onnxruntime", loc, c, args.threads, folder)]
         if method == "heatmap":
-            rows += [before_row(loc), seed_row()]
+            rows += [lambda loc=loc: before_row(loc), seed_row]
     if args.candidates:
         for name, model_args in CANDIDATES.items():
             loc, checkpoint = untrained("heatmap", model_args)
-            rows += [torch_row(f"cand. {name}, torch", loc),
-                     onnx_row(f"cand. {name}, onnxruntime", loc, checkpoint, args.threads, folder)]
+            rows += [lambda n=name, loc=loc: torch_row(f"cand. {n}, torch", loc),
+                     lambda n=name, loc=loc, c=checkpoint: onnx_row(f"cand. {n}, onnxruntime", loc, c, args.threads, folder)]
     return rows, notes
 
 
@@ -201,6 +213,7 @@ def batch_throughput(rows: list[Row], threads: int) -> list[tuple[str, dict[int,
     out = []
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
     for row in rows:
         if "before" in row.name or "cand." in row.name or "regression" in row.name:
             continue
@@ -221,7 +234,7 @@ def batch_throughput(rows: list[Row], threads: int) -> list[tuple[str, dict[int,
 
 
 def peak_memory(index: int, args: argparse.Namespace) -> tuple[float, float]:
-    """(peak RSS MiB, growth MiB while running frames) of row ``index`` in a fresh process."""
+    """(peak RSS MiB, its growth over the RSS after imports) of row ``index`` in a fresh process."""
     command = [sys.executable, "-m", "benchmarks.speed", "--memory-row", str(index), "--weights-dir", args.weights_dir,
                "--threads", str(args.threads)] + (["--candidates"] if args.candidates else [])
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
@@ -230,16 +243,100 @@ def peak_memory(index: int, args: argparse.Namespace) -> tuple[float, float]:
 
 
 def memory_child(args: argparse.Namespace) -> None:
+    """Prints this process's peak RSS (VmHWM) after running the row, and that peak less the (current) RSS
+    once the libraries are imported: the model plus its working memory."""
+    import onnxruntime  # noqa: F401  (imported by the onnx rows; part of the baseline)
+
     torch.set_num_threads(args.threads)
+    baseline = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     with tempfile.TemporaryDirectory() as folder:
-        rows, _ = build_rows(args, Path(folder))
-        row, frames = rows[args.memory_row], test_frames()
-        row.run(frames[0])
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        factories, _ = build_rows(args, Path(folder))
+        row, frames = factories[args.memory_row](), test_frames()
         for frame in frames * 2:
             row.run(frame)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{peak:.1f} {peak - before:.1f}")
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        peak = int(status["VmHWM"].split()[0]) / 1024  # ru_maxrss would include the parent's peak (kept across exec)
+        print(f"{peak:.1f} {peak - baseline:.1f}")
+
+
+def layer_times(net: torch.nn.Module, x: torch.Tensor, runs: int = 100) -> list[tuple[str, float, float]]:
+    """(block, median ms, MFLOP) of every top-level block (each item of a ModuleList) of one forward,
+    and of what runs outside them."""
+    blocks = []
+    for name, child in net.named_children():
+        blocks += ([(f"{name}.{i}", m) for i, m in enumerate(child)] if isinstance(child, torch.nn.ModuleList) else [(name, child)])
+    times: dict[str, list[float]] = {name: [] for name, _ in blocks}
+    started: dict[str, float] = {}
+    hooks = []
+    for name, module in blocks:
+        hooks.append(module.register_forward_pre_hook(lambda m, i, n=name: started.__setitem__(n, time.perf_counter())))
+        hooks.append(module.register_forward_hook(lambda m, i, o, n=name: times[n].append(time.perf_counter() - started[n])))
+    with torch.inference_mode():
+        totals = [time_call(net, x) for _ in range(runs + 10)][10:]
+        with FlopCounterMode(display=False) as flops:
+            net(x)
+    for hook in hooks:
+        hook.remove()
+    counts = flops.get_flop_counts()
+    prefix = type(net).__name__
+    rows = [(name, float(np.median(t[10:])) * 1e3, sum(counts.get(f"{prefix}.{name}", {}).values()) / 1e6)
+            for name, t in times.items()]
+    rows.append(("outside the blocks", float(np.median(totals)) - sum(r[1] for r in rows), 0.0))
+    return rows + [("whole forward", float(np.median(totals)), flops.get_total_flops() / 1e6)]
+
+
+def ablations(runs: int, markdown: bool) -> None:
+    """What each inference trick does to the default HeatmapNet at 256 x 320, timed interleaved."""
+    import copy
+
+    import onnxruntime as ort
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from simple_keypoint.export import export_module
+    from simple_keypoint.predict import decode_logits
+
+    net = HeatmapNet().eval()
+    fused = copy.deepcopy(net)
+    for seq in fused.modules():  # BatchNorm folded into the conv before it
+        if isinstance(seq, torch.nn.Sequential):
+            for i in range(len(seq) - 1):
+                if isinstance(seq[i], torch.nn.Conv2d) and isinstance(seq[i + 1], torch.nn.BatchNorm2d):
+                    seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), torch.nn.Identity()
+    fast = FastHeatmapNet(net)
+    fast_cl = copy.deepcopy(fast).to(memory_format=torch.channels_last)
+    x = torch.randn(1, 1, *FRAME)
+    sessions = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for level in ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL"):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+            for name, model in (("plain", net), ("fast", export_module("heatmap", net)[0])):
+                with warnings.catch_warnings():  # the legacy exporter's deprecation notice
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(model, (x,), f"{folder}/{name}.onnx", dynamo=False, opset_version=17, input_names=["image"])
+                sessions[f"onnxruntime {name} net, {level}"] = ort.InferenceSession(f"{folder}/{name}.onnx", options)
+    logits = net(x).detach()[0, 0].numpy()
+    cases = {
+        "plain net, torch.no_grad": lambda: torch.no_grad()(net)(x),
+        "plain net, torch.inference_mode": lambda: torch.inference_mode()(net)(x),
+        "plain net, BatchNorm fused into convs": lambda: torch.inference_mode()(fused)(x),
+        "FastHeatmapNet (folded full-res layers)": lambda: torch.inference_mode()(fast)(x),
+        "FastHeatmapNet, channels_last": lambda: torch.inference_mode()(fast_cl)(x.contiguous(memory_format=torch.channels_last)),
+        **{k: (lambda s=s: s.run(None, {"image": x.numpy()})) for k, s in sessions.items()},
+        "decode: sigmoid map + decode_heatmap (before)": lambda: decode_heatmap(torch.sigmoid(torch.from_numpy(logits)), 0.0, 20),
+        "decode: decode_logits (now)": lambda: decode_logits(logits, 0.0, 20),
+    }
+    times = {k: [] for k in cases}
+    for i in range(runs + 10):
+        for name, fn in cases.items():
+            t = time_call(fn)
+            if i >= 10:
+                times[name].append(t)
+    print(f"\nablations, default HeatmapNet, {FRAME[0]}x{FRAME[1]}, one thread, {runs} interleaved runs "
+          f"(decode: conf 0, 20 points, sub-pixel on)\n")
+    print(table(["variant", "ms median", "ms p90"],
+                [[k, f"{np.median(t):.2f}", f"{np.percentile(t, 90):.2f}"] for k, t in times.items()], markdown))
 
 
 def table(headers: list[str], lines: list[list[str]], markdown: bool) -> str:
@@ -261,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights-dir", default=str(ROOT / "weights"), help="where heatmap.pt / regression.pt are looked for")
     p.add_argument("--no-batch", action="store_true", help="skip the all-cores batch throughput")
     p.add_argument("--no-memory", action="store_true", help="skip the per-row peak memory (one process per row)")
+    p.add_argument("--layers", action="store_true", help="only: per-block times of the default HeatmapNet and its fast rewrite")
+    p.add_argument("--ablations", action="store_true", help="only: time each inference trick tried (see SPEED_NOTES.md)")
     p.add_argument("--memory-row", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_row is not None:
@@ -268,8 +367,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     torch.set_num_threads(args.threads)
+    if args.ablations:
+        ablations(args.frames, args.markdown)
+        return 0
+    if args.layers:
+        net = HeatmapNet().eval()
+        x = torch.randn(1, 1, *FRAME)
+        for model in (net, FastHeatmapNet(net)):
+            results = layer_times(model, x)
+            print(f"\n{type(model).__name__} (default args), {FRAME[0]}x{FRAME[1]}, {args.threads} thread(s), "
+                  f"median of 100 (hooks add a little)\n")
+            print(table(["block", "ms", "MFLOP"], [[n, f"{t:.2f}", f"{f:.1f}"] for n, t, f in results], args.markdown))
+        return 0
     with tempfile.TemporaryDirectory() as folder:
-        rows, notes = build_rows(args, Path(folder))
+        factories, notes = build_rows(args, Path(folder))
+        rows = [make() for make in factories]
         matmul, conv = machine_rates()
         times = time_rows(rows, test_frames(), args.frames)
         memory = [peak_memory(i, args) if not args.no_memory else (float("nan"),) * 2 for i in range(len(rows))]
@@ -277,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = []
         for row, t, (peak, growth) in zip(rows, times, memory, strict=True):
             params, mflop, wbytes, abytes = count(row.net, row.example)
+            params = row.params or params
             lines.append([row.name, f"{params:,}", f"{mflop:.0f}", f"{wbytes / 1024:.0f} KiB", f"{abytes / 2**20:.1f} MiB",
                           f"{mflop / matmul:.2f} / {mflop / conv:.2f}", f"{np.median(t):.2f}",
                           f"{np.percentile(t, 90):.2f}", f"{1e3 / np.median(t):.0f}", f"{seed_ms / np.median(t):.1f}x",
@@ -288,13 +401,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"this machine, {args.threads} thread(s): matmul 1024^2 {matmul:.0f} GFLOP/s, conv3x3 16->16 @64x80 {conv:.0f} GFLOP/s; "
               + "; ".join(notes) + "\n")
         print(table(["model", "params", "MFLOP", "weights", "activations", "floor ms (matmul/conv)", "ms median", "ms p90",
-                     "frames/s", "vs seed", "peak RSS MiB / growth"], lines, args.markdown))
+                     "frames/s", "vs seed", "peak RSS MiB / after imports"], lines, args.markdown))
         if not args.no_batch:
             threads = os.cpu_count() or 1
-            results = batch_throughput(rows, threads)
-            print(f"\nnetwork only, {threads} threads, frames/s by batch size:\n")
-            print(table(["model", "batch 1", "batch 8", "batch 32"],
-                        [[name, *(f"{fps[b]:.0f}" for b in (1, 8, 32))] for name, fps in results], args.markdown))
+            every, one = batch_throughput(rows, threads), batch_throughput(rows, 1)
+            print(f"\nnetwork only, frames/s by batch size, {threads} threads (all cores) | 1 thread:\n")
+            print(table(["model", *(f"batch {b}" for b in (1, 8, 32)), *(f"batch {b}, 1 thread" for b in (1, 8, 32))],
+                        [[name, *(f"{fps[b]:.0f}" for b in (1, 8, 32)), *(f"{fps1[b]:.0f}" for b in (1, 8, 32))]
+                         for (name, fps), (_, fps1) in zip(every, one, strict=True)], args.markdown))
     return 0
 
 

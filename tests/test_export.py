@@ -225,3 +225,27 @@ def test_export_cli_errors(models: dict, tmp_path: Path, capsys: pytest.CaptureF
     assert "not a readable ONNX model" in capsys.readouterr().err
     assert export.main(["--weights", str(models["regression"]["pt"]), "--out", str(tmp_path / "r.onnx"), "--opset", "18"]) == 0
     assert load_checkpoint(models["regression"]["pt"])["method"] == load_model(tmp_path / "r.onnx").method
+
+
+def test_seed_baseline_nets() -> None:
+    """The seed article's nets as the benchmarks use them: ~0.37 GFLOP per 360x480 frame, one
+    point mapped back to the frame's pixel coordinates."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmarks.seed_nets import SEED_SIZE, SeedHeatmapNet, SeedRegressionNet, argmax_point, seed_input, xy_point
+
+    x = seed_input(np.zeros((256, 320), np.uint8))
+    assert x.shape == (1, 3, *SEED_SIZE)
+    net = SeedHeatmapNet().eval()
+    with FlopCounterMode(display=False) as flops, torch.inference_mode():
+        logits = net(x)
+    assert logits.shape == (1, 1, *SEED_SIZE)
+    assert 0.36e9 < flops.get_total_flops() < 0.39e9
+    peak = torch.full((1, 1, *SEED_SIZE), -5.0)
+    peak[0, 0, 180, 240] = 3.0  # pixel centres scale: u = (240 + 0.5) * 320 / 480 - 0.5
+    expected = [[240.5 * 320 / 480 - 0.5, 180.5 * 256 / 360 - 0.5, 1 / (1 + np.exp(-3.0))]]
+    np.testing.assert_allclose(argmax_point(peak, 256, 320), expected, rtol=1e-6)
+    with torch.inference_mode():
+        xy = SeedRegressionNet().eval()(x)
+    assert xy.shape == (1, 2) and bool(((xy > 0) & (xy < 1)).all())
+    np.testing.assert_allclose(xy_point(torch.tensor([0.5, 0.25]), 256, 320), [[159.5, 63.5, 1.0]])
