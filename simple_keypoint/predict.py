@@ -157,7 +157,10 @@ class FastHeatmapNet(nn.Module):
 
 def _weights_version(net: torch.nn.Module) -> tuple[int, ...]:
     """Changes whenever a parameter or buffer is modified in place (optimizer steps, load_state_dict)."""
-    return tuple(t._version for t in (*net.parameters(), *net.buffers()))
+    try:
+        return tuple(t._version for t in (*net.parameters(), *net.buffers()))
+    except RuntimeError:  # tensors made under torch.inference_mode have no version counter
+        return ()
 
 
 class Localizer:
