@@ -2,6 +2,7 @@
 
     python detect.py                       # shipped heatmap weights on the shipped test images
     python detect.py --source frames/ --weights weights/regression.pt --out results
+    python detect.py --weights heatmap.onnx        # an exported model, run by onnxruntime
 
 For each image: OUT/overlays/<stem>.jpg (the image with the heatmap in JET colours and each point
 with its score) and OUT/labels/<stem>.txt (the points, normalised, score in the third column;
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from simple_keypoint.checkpoint import CheckpointError
@@ -88,9 +90,8 @@ def detect(model: Localizer, sources: list[Path], out: Path, conf: float | None,
                     name = f"{name}_{path.suffix.lstrip('.').lower()}"
                 seen.add(name)
                 started = time.perf_counter()
-                points = model.predict(image, conf=conf, max_points=max_points)
+                points, heat = model.predict_with_heatmap(image, conf=conf, max_points=max_points)
                 seconds += time.perf_counter() - started
-                heat = model.heatmap(image) if model.method == "heatmap" else None
                 h, w = image.shape[:2]
                 xy = pixel_to_normalised(points[:, :2], w, h).clip(0, 1)
                 write_labels(out / "labels" / f"{name}.txt", np.column_stack([xy, points[:, 2]]))
@@ -108,12 +109,18 @@ def detect(model: Localizer, sources: list[Path], out: Path, conf: float | None,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="weights/heatmap.pt", help="checkpoint of either method (default: %(default)s)")
+    p.add_argument("--weights", default="weights/heatmap.pt",
+                   help="checkpoint (.pt) of either method, or an exported .onnx file (default: %(default)s)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default=None,
+                   help="torch or onnx (onnxruntime, CPU); default: onnx for a .onnx file, else torch")
     p.add_argument("--source", default="data/test/images", help="image, folder, glob or video (default: %(default)s)")
     p.add_argument("--out", default="output", help="output folder (default: %(default)s)")
     p.add_argument("--conf", type=float, default=None, help="score threshold (default: the one stored in the checkpoint)")
     p.add_argument("--max-points", type=int, default=20, help="at most this many points per image (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda ... (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (0: all cores). One image at a time, 1 is fastest for these small nets and "
+                        "does not collapse when other processes load the cores (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
@@ -127,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if out.resolve() in source_dirs or any(d.is_relative_to(w) for d in source_dirs for w in written):
         print(f"error: output folder {out} would mix results with the input images; choose another --out", file=sys.stderr)
         return 2
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
-        model = load_model(args.weights, device=args.device)
+        model = load_model(args.weights, device=args.device, backend=args.backend, threads=max(args.threads, 0))
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

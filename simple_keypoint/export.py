@@ -1,0 +1,144 @@
+"""Export a checkpoint of either method to ONNX, for onnxruntime or any other ONNX runtime.
+
+    python -m simple_keypoint.export --weights weights/heatmap.pt --out heatmap.onnx
+    python detect.py --weights heatmap.onnx            # runs it through onnxruntime
+
+The graph holds the network only; pre- and post-processing stay in Python and are the same for
+both backends (``simple_keypoint.predict.OnnxLocalizer``). Input ``image``: (B, 1, H, W) float32,
+each image standardised (zero mean, unit std, ``simple_keypoint.images.standardise``) and
+zero-padded on the bottom/right so H and W are multiples of the stride stored in the metadata.
+Batch, H and W are dynamic.
+
+Outputs:
+  heatmap     ``logits`` (B, 1, H, W): heatmap *logits*; ``sigmoid(logits)`` is the heatmap. Logits,
+              not the heatmap, so the decoder can find peaks and thresholds on them and take the
+              sigmoid of the few peaks only (and a float32 sigmoid saturates to 1.0 for strong
+              peaks, which loses their order).
+  regression  ``locate`` (B, 3): x, y in [0, 1] of the padded input (pixel u = x * W - 0.5) and a
+              confidence in [0, 1].
+
+The method, stride, decoding settings (conf, max_points, ...) and model arguments are stored in
+the file's metadata (keys ``simple_keypoint_*``). The exporter is PyTorch's TorchScript-based one
+(``dynamo=False``): the newer one needs the onnxscript package, which is not a dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
+from simple_keypoint.labels import atomic_write
+from simple_keypoint.predict import FastHeatmapNet, localizer_from_checkpoint
+
+DEFAULT_OPSET = 17
+
+
+class _Locate(torch.nn.Module):
+    """The regression net's ``locate`` (x, y, confidence) as a module's forward, for export."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.locate(x)
+
+
+def export_module(method: str, net: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """The module to export and its output name."""
+    if method == "heatmap":
+        return FastHeatmapNet.checked(net).eval(), "logits"
+    return _Locate(net).eval(), "locate"
+
+
+def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAULT_OPSET,
+                check_size: tuple[int, int] = (96, 128)) -> float:
+    """Write ``checkpoint`` as an ONNX file at ``out``; returns the largest difference between
+    onnxruntime's and PyTorch's outputs on a random batch (checked at two image sizes)."""
+    import onnx
+    import onnxruntime as ort
+
+    localizer = localizer_from_checkpoint(checkpoint, device="cpu")
+    module, output = export_module(localizer.method, localizer.net)
+    stride = localizer.stride
+    dummy = torch.randn(1, 1, 2 * stride, 2 * stride)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (dummy,), buffer, dynamo=False, opset_version=opset, input_names=["image"],
+                          output_names=[output], do_constant_folding=True,
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                        output: {0: "batch", 2: "height", 3: "width"} if output == "logits" else {0: "batch"}})
+    model = onnx.load_from_string(buffer.getvalue())
+    decode = {"conf": localizer.conf, "max_points": localizer.max_points, "max_side": localizer.max_side,
+              "subpixel": localizer.subpixel, **checkpoint.get("decode", {})}
+    meta = {"method": localizer.method, "stride": str(stride), "output": output, "decode": json.dumps(decode),
+            "model_args": json.dumps(checkpoint.get("model_args", {}))}
+    for key, value in meta.items():
+        model.metadata_props.add(key=f"simple_keypoint_{key}", value=value)
+    model.doc_string = f"simple_keypoint {localizer.method} model; see python -m simple_keypoint.export --help"
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    generator = torch.Generator().manual_seed(0)
+    for h, w in (check_size, (check_size[0] + stride, check_size[1] - stride)):  # a second size proves dynamic H, W
+        x = torch.randn(2, 1, -(-h // stride) * stride, -(-w // stride) * stride, generator=generator)
+        with torch.inference_mode():
+            ref = module(x).numpy()
+        got = session.run(None, {"image": x.numpy()})[0]
+        worst = max(worst, float(np.abs(got - ref).max()))
+    atomic_write(out, data)
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simple_keypoint.export", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="a checkpoint (.pt) of either method")
+    p.add_argument("--out", default=None, help="the .onnx file to write (default: the weights' name with .onnx)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset, >= 17 (default: %(default)s)")
+    args = p.parse_args(argv)
+
+    out = Path(args.out) if args.out else Path(args.weights).with_suffix(".onnx")
+    if out.suffix.lower() != ".onnx":
+        print(f"error: --out {out} must end in .onnx", file=sys.stderr)
+        return 2
+    if args.opset < 17:
+        print(f"error: --opset {args.opset}: 17 or newer needed", file=sys.stderr)
+        return 2
+    if Path(args.weights).suffix.lower() == ".onnx":
+        print(f"error: --weights {args.weights} is already an ONNX file; give the .pt checkpoint it came from", file=sys.stderr)
+        return 2
+    if out.resolve() == Path(args.weights).resolve():
+        print(f"error: --out {out} would overwrite the weights", file=sys.stderr)
+        return 2
+    try:
+        checkpoint = load_checkpoint(args.weights)
+        worst = export_onnx(checkpoint, out, args.opset)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({checkpoint['method']}, opset {args.opset}, dynamic batch/height/width); "
+          f"onnxruntime vs PyTorch: max difference {worst:.2e}")
+    if worst > 1e-3:
+        print("warning: onnxruntime's output differs from PyTorch's by more than 1e-3", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
