@@ -70,7 +70,9 @@ def decode_logits(logits: np.ndarray, conf: float, max_points: int, subpixel: bo
     # A threshold slightly below logit(conf) keeps every candidate; the exact test is on the score.
     low = -math.inf if conf <= 0 else math.log(min(conf, 0.999) / (1 - min(conf, 0.999))) - 1e-2
     index = np.flatnonzero(is_peak & (logits >= low))
-    scores = torch.sigmoid(torch.from_numpy(logits.reshape(-1)[index])).numpy()
+    # float64: float32's sigmoid is exactly 1.0 above a logit of ~17, which would tie confident
+    # peaks and leave their ranking (and so AP) to chance.
+    scores = 1.0 / (1.0 + np.exp(-logits.reshape(-1)[index].astype(np.float64)))
     keep = scores >= conf
     index, scores = index[keep], scores[keep]
     if len(index) > max_points:  # the best max_points, without sorting every peak
@@ -232,17 +234,17 @@ class Localizer:
         """:meth:`predict` and :meth:`heatmap` (``None`` for regression) from one run of the net."""
         gray = self.standardised(image)
         out, scale, padded = self._forward(gray)
-        points = self._points(out, scale, padded, conf, max_points)
+        points = self._points(out, scale, padded, conf, max_points, gray.shape)
         heat = self._heat_from_logits(out, gray.shape, scale) if self.method == "heatmap" else None
         return points, heat
 
     def predict_standardised(self, gray: np.ndarray, conf: float | None = None,
                              max_points: int | None = None) -> np.ndarray:
         """:meth:`predict` for an image already passed through :meth:`standardised`."""
-        return self._points(*self._forward(gray), conf, max_points)
+        return self._points(*self._forward(gray), conf, max_points, gray.shape)
 
     def _points(self, out: torch.Tensor, scale: float, padded: tuple[int, int], conf: float | None,
-                max_points: int | None) -> np.ndarray:
+                max_points: int | None, shape: tuple[int, int]) -> np.ndarray:
         conf = self.conf if conf is None else conf
         max_points = self.max_points if max_points is None else max_points
         padded_h, padded_w = padded
@@ -255,7 +257,7 @@ class Localizer:
         if scale != 1.0:  # pixel centres scale as (u + 0.5) / scale - 0.5
             points[:, :2] = (points[:, :2] + 0.5) / scale - 0.5
         # The net saw the image padded to its stride; a regression point may land in the padding.
-        h, w = gray.shape
+        h, w = shape
         points[:, 0] = points[:, 0].clip(-0.5, w - 0.5)
         points[:, 1] = points[:, 1].clip(-0.5, h - 0.5)
         return points
