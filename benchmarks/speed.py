@@ -43,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.seed_nets import SEED_SIZE, SeedHeatmapNet, argmax_point, seed_input
 from simple_keypoint.checkpoint import load_checkpoint
-from simple_keypoint.heatmap.decode import decode_heatmap
+from simple_keypoint.heatmap.decode import decode_logits
 from simple_keypoint.heatmap.model import HeatmapNet
 from simple_keypoint.predict import FastHeatmapNet, Localizer, OnnxLocalizer, load_model, pad_to_multiple
 from simple_keypoint.regression.model import RegressionNet
@@ -152,18 +152,6 @@ def onnx_row(name: str, loc: Localizer, checkpoint: dict, threads: int, folder: 
     return Row(name, OnnxLocalizer(path, threads).predict, row.net, row.example, path, row.params)
 
 
-def before_row(loc: Localizer) -> Row:
-    """The predict path as it was before this benchmark: the plain net, sigmoid of the whole map,
-    torch max-pool NMS and sub-pixel fit on the whole map (decode_heatmap)."""
-    def run(frame: np.ndarray) -> np.ndarray:
-        gray = loc.standardised(frame)
-        with torch.inference_mode():
-            heat = torch.sigmoid(loc.net(pad_to_multiple(torch.from_numpy(gray)[None, None], loc.stride)))
-        return decode_heatmap(heat[0, 0, :gray.shape[0], :gray.shape[1]], loc.conf, loc.max_points, loc.subpixel)
-
-    return Row("heatmap, torch, before (plain net + decode_heatmap)", run, loc.net, torch.zeros(1, 1, *FRAME))
-
-
 def seed_row() -> Row:
     net = SeedHeatmapNet().eval()
 
@@ -183,7 +171,7 @@ def build_rows(args: argparse.Namespace, folder: Path) -> tuple[list[Callable[[]
         rows += [lambda m=method, loc=loc: torch_row(f"{m}, torch", loc),
                  lambda m=method, loc=loc, c=checkpoint: onnx_row(f"{m}, onnxruntime", loc, c, args.threads, folder)]
         if method == "heatmap":
-            rows += [lambda loc=loc: before_row(loc), seed_row]
+            rows.append(seed_row)
     if args.candidates:
         for name, model_args in CANDIDATES.items():
             loc, checkpoint = untrained("heatmap", model_args)
@@ -215,7 +203,7 @@ def batch_throughput(rows: list[Row], threads: int) -> list[tuple[str, dict[int,
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     for row in rows:
-        if "before" in row.name or "cand." in row.name or "regression" in row.name:
+        if "cand." in row.name or "regression" in row.name:
             continue
         fps = {}
         session = ort.InferenceSession(str(row.onnx_path), options, providers=["CPUExecutionProvider"]) if row.onnx_path else None
@@ -293,7 +281,6 @@ def ablations(runs: int, markdown: bool) -> None:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     from simple_keypoint.export import export_module
-    from simple_keypoint.predict import decode_logits
 
     net = HeatmapNet().eval()
     fused = copy.deepcopy(net)
@@ -324,8 +311,9 @@ def ablations(runs: int, markdown: bool) -> None:
         "FastHeatmapNet (folded full-res layers)": lambda: torch.inference_mode()(fast)(x),
         "FastHeatmapNet, channels_last": lambda: torch.inference_mode()(fast_cl)(x.contiguous(memory_format=torch.channels_last)),
         **{k: (lambda s=s: s.run(None, {"image": x.numpy()})) for k, s in sessions.items()},
-        "decode: sigmoid map + decode_heatmap (before)": lambda: decode_heatmap(torch.sigmoid(torch.from_numpy(logits)), 0.0, 20),
-        "decode: decode_logits (now)": lambda: decode_logits(logits, 0.0, 20),
+        # History: the first decoder's NMS was this max-pool, 2.2 ms alone (SPEED_NOTES.md).
+        "NMS alone: torch max_pool2d 3x3 (replaced)": lambda: torch.max_pool2d(torch.from_numpy(logits)[None, None], 3, 1, 1),
+        "decode: decode_logits (whole decode)": lambda: decode_logits(logits, 0.0, 20),
     }
     times = {k: [] for k in cases}
     for i in range(runs + 10):

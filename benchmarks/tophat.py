@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
 
-from simple_keypoint.heatmap.decode import decode_heatmap
+from simple_keypoint.heatmap.decode import decode_scores
 
 
 class TopHatDetector:
@@ -27,7 +26,6 @@ class TopHatDetector:
         return cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, self.kernel)
 
     def predict_standardised(self, gray: np.ndarray, conf: float | None = None, max_points: int | None = None) -> np.ndarray:
-        heat = torch.from_numpy(self.response(gray))
         conf = self.conf if conf is None else conf
         # Sub-pixel refinement assumes a positive, peaked map: the top-hat response is one.
-        return decode_heatmap(heat, conf, self.max_points if max_points is None else max_points, subpixel=True)
+        return decode_scores(self.response(gray), conf, self.max_points if max_points is None else max_points, subpixel=True)

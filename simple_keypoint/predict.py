@@ -7,14 +7,13 @@ onnxruntime (:class:`OnnxLocalizer`, see ``simple_keypoint.export``); :func:`loa
 the file's suffix.
 
 Speed (see benchmarks/SPEED_NOTES.md): the heatmap is decoded from the logits, and only around
-its peaks (:func:`decode_logits`), and the heatmap net runs as :class:`FastHeatmapNet`, an exact
-inference-only rewrite of its full-resolution layers.
+its peaks (:func:`simple_keypoint.heatmap.decode.decode_logits`), and the heatmap net runs as
+:class:`FastHeatmapNet`, an exact inference-only rewrite of its full-resolution layers.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
-from simple_keypoint.heatmap.decode import refine_subpixel
+from simple_keypoint.heatmap.decode import decode_logits
 from simple_keypoint.heatmap.model import HeatmapNet
 from simple_keypoint.images import load_gray, standardise, to_gray
 from simple_keypoint.regression.model import RegressionNet
 
 MODELS = {"heatmap": HeatmapNet, "regression": RegressionNet}
 ONNX_SUFFIX = ".onnx"
-_NMS_KERNEL = np.ones((3, 3), np.uint8)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -51,62 +49,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad (B, C, H, W) on the bottom/right with zeros (the standardised mean) to a multiple."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % multiple, 0, -h % multiple))
-
-
-def decode_logits(logits: np.ndarray, conf: float, max_points: int, subpixel: bool = True) -> np.ndarray:
-    """The points of :func:`~simple_keypoint.heatmap.decode.decode_heatmap` applied to ``sigmoid(logits)``,
-    computed without touching the whole map more than twice: (N, 3) float64 ``(u, v, score)``.
-
-    The sigmoid is monotonic, so the 3x3 local maxima and the score threshold are found on the
-    logits (OpenCV's 3x3 dilation is ~50x faster than torch's max-pool on one channel; its
-    constant border acts like max-pool's -inf padding) and the sigmoid is taken of the peaks only;
-    the sub-pixel fit uses each peak's 3x3 neighbourhood, which is all it reads. Differs from
-    decoding the sigmoid map only where float32 sigmoid saturates to exactly 1.0 (logits > ~17):
-    there it does not report neighbouring tied pixels as separate peaks.
-    """
-    logits = np.ascontiguousarray(logits, dtype=np.float32)
-    h, w = logits.shape
-    is_peak = logits == cv2.dilate(logits, _NMS_KERNEL)
-    # A threshold slightly below logit(conf) keeps every candidate; the exact test is on the score.
-    low = -math.inf if conf <= 0 else math.log(min(conf, 0.999) / (1 - min(conf, 0.999))) - 1e-2
-    index = np.flatnonzero(is_peak & (logits >= low))
-    # float64: float32's sigmoid is exactly 1.0 above a logit of ~17, which would tie confident
-    # peaks and leave their ranking (and so AP) to chance.
-    scores = 1.0 / (1.0 + np.exp(-logits.reshape(-1)[index].astype(np.float64)))
-    keep = scores >= conf
-    index, scores = index[keep], scores[keep]
-    if len(index) > max_points:  # the best max_points, without sorting every peak
-        best = np.argpartition(-scores, max(max_points, 1) - 1)[:max_points]
-        index, scores = index[best], scores[best]
-    order = np.argsort(-scores, kind="stable")
-    index, scores = index[order], scores[order]
-    points = np.stack([index % w, index // w, scores], axis=1).astype(np.float64)
-    if subpixel and len(points):
-        points[:, :2] = _refine_around(logits, points[:, :2].astype(int))
-    return points
-
-
-def _refine_around(logits: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """``refine_subpixel`` of ``sigmoid(logits)`` at integer peaks ``uv`` (N, 2), reading only their
-    3x3 neighbourhoods: inner peaks' patches side by side in one (3, 3N) map, so one call fits
-    them all; peaks on the image border (rare) one by one on their clipped patch, which keeps
-    ``refine_subpixel``'s own border rule."""
-    h, w = logits.shape
-    out = uv.astype(np.float64)
-    u, v = uv[:, 0], uv[:, 1]
-    inner = (u > 0) & (u < w - 1) & (v > 0) & (v < h - 1)
-    if inner.any():
-        d = np.arange(-1, 2)
-        patches = logits[v[inner, None, None] + d[None, :, None], u[inner, None, None] + d[None, None, :]]  # (n, 3, 3)
-        mosaic = torch.sigmoid(torch.from_numpy(patches)).numpy().astype(np.float64).transpose(1, 0, 2).reshape(3, -1)
-        n = len(patches)
-        local = np.stack([3 * np.arange(n) + 1, np.ones(n), np.zeros(n)], axis=1)
-        out[inner] = refine_subpixel(mosaic, local)[:, :2] - local[:, :2] + uv[inner]
-    for i in np.flatnonzero(~inner):
-        top, left = max(v[i] - 1, 0), max(u[i] - 1, 0)
-        patch = torch.sigmoid(torch.from_numpy(logits[top:v[i] + 2, left:u[i] + 2])).numpy().astype(np.float64)
-        out[i] = refine_subpixel(patch, np.array([[u[i] - left, v[i] - top, 0.0]]))[0, :2] + (left, top)
-    return out
 
 
 class FastHeatmapNet(nn.Module):
