@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_annotation.snap import snap_point
-from simple_keypoint.dataset import find_images
-from simple_keypoint.images import ImageError, read_image, to_gray
+from simple_keypoint.images import ImageError, find_images, read_image, to_gray
 from simple_keypoint.labels import LabelError, normalised_to_pixel, pixel_to_normalised, read_labels, write_labels
 
 Points = tuple[tuple[float, float], ...]

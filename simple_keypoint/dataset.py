@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simple_keypoint.images import IMAGE_SUFFIXES, ImageError, load_gray
+from simple_keypoint.images import ImageError, find_images, load_gray
 from simple_keypoint.labels import LabelError, normalised_to_pixel, read_labels
 
 
@@ -61,12 +61,6 @@ class ScanReport:
             out.append(f"  {len(self.failures)} file(s) failed:")
             out += [f"    {line}" for line in self.failures]
         return out
-
-
-def find_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in ``folder`` (any supported suffix, any case), sorted by name."""
-    folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def scan(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], ScanReport]:

@@ -26,6 +26,12 @@ class ImageError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in ``folder`` (any supported suffix, any case), sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as stored (H x W or H x W x C, uint8/uint16/float32). Raises ImageError."""
     path = Path(path)

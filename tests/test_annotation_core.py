@@ -304,3 +304,16 @@ def test_state_modules_do_not_need_tk():
             "print('tkinter' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_gui_modules_do_not_import_torch():
+    """Labelling needs no network: the tool must start without loading torch (seconds of import).
+    The model is only imported when a checkpoint is given for proposals."""
+    import subprocess
+
+    code = ("import importlib.util, sys, landmark_annotation.__main__, landmark_annotation.session, "
+            "landmark_annotation.snap, landmark_annotation.display\n"
+            "if importlib.util.find_spec('tkinter'): import landmark_annotation.app\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr + out.stdout
