@@ -68,6 +68,29 @@ def silent_rate(model: Localizer, crops: list[np.ndarray]) -> float:
     return float(np.mean([len(model.predict_standardised(c)) == 0 for c in crops])) if crops else float("nan")
 
 
+def shipped_rows(samples: list[Sample], heatmap: str | Path | None, regression: str | Path | None,
+                 ablation: bool = False) -> dict[str, dict[str, float]]:
+    """Rows of the shipped models that exist: the heatmap model at its default threshold (with the
+    share of target-free crops it stays silent on), optionally again without sub-pixel decoding, and
+    the regression model on the single-target images. tests/test_shipped_weights.py re-runs this."""
+    rows: dict[str, dict[str, float]] = {}
+    if heatmap and Path(heatmap).exists():
+        model = load_model(heatmap, device="cpu")
+        name = f"heatmap (shipped, threshold {model.conf:.2f})"
+        rows[name] = score(predict_all(model, samples), model.conf)
+        crops = target_free_crops(samples)
+        rows[name]["silent"] = silent_rate(model, crops)
+        rows[name]["crops"] = len(crops)
+        if ablation:
+            model.subpixel = False
+            rows["heatmap, no sub-pixel decoding"] = score(predict_all(model, samples), model.conf)
+    if regression and Path(regression).exists():
+        model = load_model(regression, device="cpu")
+        single = [s for s in samples if len(s.points) == 1]
+        rows[f"regression (shipped; {len(single)} single-target images)"] = score(predict_all(model, single), 0.0)
+    return rows
+
+
 def markdown(rows: dict[str, dict[str, float]]) -> str:
     head = "| model | " + " | ".join(COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
@@ -85,27 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regression", default=str(ROOT / "weights/regression.pt"))
     p.add_argument("--seed-weights", default=str(ROOT / "benchmarks/weights"), help="seed recipe checkpoints")
     p.add_argument("--markdown", action="store_true")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="also write the rows here (benchmarks/accuracy.json is what the tests check)")
     args = p.parse_args(argv)
 
     samples, _ = load_dataset(args.data, progress=False)
     single = [s for s in samples if len(s.points) == 1]
-    rows: dict[str, dict[str, float]] = {}
-
-    if Path(args.heatmap).exists():
-        model = load_model(args.heatmap, device="cpu")
-        results = predict_all(model, samples)
-        name = f"heatmap (shipped, threshold {model.conf:.2f})"
-        rows[name] = score(results, model.conf)
-        crops = target_free_crops(samples)
-        rows[name]["silent"] = silent_rate(model, crops)
-        model.subpixel = False
-        rows["heatmap, no sub-pixel decoding"] = score(predict_all(model, samples), model.conf)
-        print(f"heatmap model: no point reported on {rows[name]['silent']:.1%} of {len(crops)} target-free "
-              f"128x128 crops of {args.data} (default threshold)")
-    if Path(args.regression).exists():
-        model = load_model(args.regression, device="cpu")
-        rows[f"regression (shipped; {len(single)} single-target images)"] = score(predict_all(model, single), 0.0)
+    rows = shipped_rows(samples, args.heatmap, args.regression, ablation=True)
     tophat = tune_tophat(args.train)
     rows[f"top-hat {tophat.kernel.shape[0]}px + local max (threshold {tophat.conf:.2f})"] = score(
         predict_all(tophat, samples), tophat.conf)
@@ -115,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
 
         rows.update(seed_rows(seed, samples, single))
 
+    for name, row in rows.items():
+        if "silent" in row:
+            print(f"{name}: no point reported on {row['silent']:.1%} of {row['crops']} target-free 128x128 crops")
     print(markdown(rows) if args.markdown else format_table(rows, COLUMNS))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

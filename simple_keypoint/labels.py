@@ -19,6 +19,7 @@ import numpy as np
 # The format is plain ASCII: str.isdigit/float/splitlines would also accept other scripts' digits,
 # '1_0', and \x0b or \x1c as line breaks, which reads a point the file does not plainly say.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _FIELD_SEP = re.compile(r"[ \t]+")
 
 
@@ -53,10 +54,12 @@ def parse_labels(text: str, path: str | os.PathLike = "<text>") -> np.ndarray:
         fields = _FIELD_SEP.split(line.strip(" \t"))
         if len(fields) not in (2, 3):
             raise LabelError(path, i, f"expected 'x y' or 'x y score', got {line[:60]!r}")
+        if any(_NON_FINITE.fullmatch(f) for f in fields):
+            raise LabelError(path, i, f"non-finite value in {line[:60]!r}")
         if not all(_NUMBER.fullmatch(f) for f in fields):
             raise LabelError(path, i, f"not a number in {line[:60]!r}")
         values = [float(f) for f in fields]
-        if not all(math.isfinite(v) for v in values):
+        if not all(math.isfinite(v) for v in values):  # e.g. 1e999
             raise LabelError(path, i, f"non-finite value in {line[:60]!r}")
         x, y = values[:2]
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):

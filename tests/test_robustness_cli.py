@@ -153,14 +153,14 @@ def test_detect_one_file_raising_does_not_stop_the_batch(tmp_path: Path, weights
     """An OpenCV or torch error on one file (e.g. out of memory on a huge frame) is one failure line."""
     images(tmp_path / "in", ("a.png", "b.png", "c.png"))
     model = detect.load_model(weights)
-    predict = model.predict
+    predict = model.predict_with_heatmap
 
     def flaky(image, **kwargs):
         if image[0, 0] == 21:  # b.png
             raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes.")
         return predict(image, **kwargs)
 
-    monkeypatch.setattr(model, "predict", flaky)
+    monkeypatch.setattr(model, "predict_with_heatmap", flaky)
     sources = sorted((tmp_path / "in").iterdir())
     done, _, failures, _ = detect.detect(model, sources, tmp_path / "out", None, 5, progress=False)
     assert done == 2
