@@ -59,7 +59,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     nets = {"heatmap": (peaky_heatmap_net(), {"widths": (4, 8, 16), "full_res_channels": 2}),
-            "regression": (randomise_batchnorm(RegressionNet((4, 8, 16), 1), 2), {"widths": (4, 8, 16), "context_layers": 1})}
+            "regression": (randomise_batchnorm(RegressionNet((4, 8, 16), 2), 2), {"widths": (4, 8, 16), "full_res_channels": 2})}
     out = {}
     for method, (net, model_args) in nets.items():
         pt = folder / f"{method}.pt"

@@ -36,7 +36,7 @@ class RunsCode:
 
 
 def tiny(method: str = "heatmap", model_args: dict | None = None) -> dict:
-    model_args = model_args or (TINY if method == "heatmap" else {"widths": (4, 8), "context_layers": 1})
+    model_args = model_args or (TINY if method == "heatmap" else {"widths": (4, 8), "full_res_channels": 2})
     net = build_model(method, model_args)
     return {"method": method, "model_args": model_args, "model_state": net.state_dict(), "decode": {"conf": 0.3}}
 

@@ -19,7 +19,7 @@ from simple_keypoint.images import ImageError, load_gray, read_image
 from simple_keypoint.predict import Localizer, build_model, load_model
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"heatmap": {"widths": (4, 8), "full_res_channels": 2}, "regression": {"widths": (4, 8), "context_layers": 1}}
+TINY = {"heatmap": {"widths": (4, 8), "full_res_channels": 2}, "regression": {"widths": (4, 8), "full_res_channels": 2}}
 
 
 def tiny_checkpoint(path: Path, method: str = "heatmap", conf: float = 0.3) -> Path:

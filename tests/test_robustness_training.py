@@ -26,7 +26,7 @@ from simple_keypoint.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"heatmap": ["--widths", "4", "8", "--full-res-channels", "2"],
-        "regression": ["--widths", "4", "8", "--context-layers", "1"]}
+        "regression": ["--widths", "4", "8", "--full-res-channels", "2"]}
 FAST = ["--crop", "16", "--batch-size", "4", "--repeats", "1", "--device", "cpu", "--quiet"]
 # One thread: tiny nets gain nothing from more, and a shared 2-core machine loses a lot to contention.
 ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("SIMPLE_KEYPOINT_VISDOM")},

@@ -3,7 +3,7 @@
 Regression predicts exactly one point, so it trains on images with exactly one target (the
 others are counted and skipped).
 
-    python -m simple_keypoint.regression.train --data data/train --epochs 60
+    python -m simple_keypoint.regression.train --data data/train --epochs 40
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import torch
 
 from simple_keypoint import training
 
-DEFAULTS = dict(epochs=60, batch_size=16, lr=3e-3, crop=160, repeats=4)
+DEFAULTS = dict(epochs=40, batch_size=8, lr=5e-4, crop=192, repeats=4)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = training.make_parser("regression", __doc__.split("\n\n")[0], **DEFAULTS)
-    parser.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32],
-                        help="channels at full, 1/2, 1/4 ... resolution")
-    parser.add_argument("--context-layers", type=int, default=2, help="dilated 3x3 layers at the lowest resolution")
+    parser.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64],
+                        help="channels of the scoring U-shape at 1/2, 1/4, 1/8, 1/16 ... resolution")
+    parser.add_argument("--full-res-channels", type=int, default=4, help="channels of the last, full-resolution SEB")
     args = parser.parse_args(argv)
 
     def loss_fn(net: torch.nn.Module, images: torch.Tensor, points: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         target = (points[:, 0] + 0.5) / size
         return ((net(images) - target) ** 2).mean()
 
-    model_args = {"widths": tuple(args.widths), "context_layers": args.context_layers}
+    model_args = {"widths": tuple(args.widths), "full_res_channels": args.full_res_channels}
     training.train(args, "regression", model_args, loss_fn, max_targets=1, min_targets=1, keep_target_in_crop=True)
     return 0
 
