@@ -1,0 +1,67 @@
+"""Score heatmap training runs on the validation split they were chosen on (never on test).
+
+Each run is a checkpoint written by ``python -m simple_keypoint.heatmap.train`` with one setting
+changed; the table shows the settings it stores beside its validation figures:
+
+    python -m simple_keypoint.heatmap.train --out runs/sigma1 --sigma 1.0      # ... one run per row
+    python benchmarks/ablation.py runs/heatmap/weights/best.pt runs/sigma1/weights/best.pt --subpixel
+
+AP@3px and Pd@1px rank every prediction (threshold 0); Pd@3px and FA/img are at the threshold the
+run chose on this split. ``--split-seed`` must be the ``--seed`` the runs were trained with, so the
+split scored here is the one they held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from simple_keypoint.checkpoint import load_checkpoint  # noqa: E402
+from simple_keypoint.dataset import load_dataset, split  # noqa: E402
+from simple_keypoint.evaluate import predict_all, score  # noqa: E402
+from simple_keypoint.predict import Localizer, load_model  # noqa: E402
+
+HEAD = ("| run | loss | sigma | widths | crop | lr | epochs | AP@3px | Pd@1px | err px | threshold | Pd@3px | FA/img |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def row(name: str, settings: dict, model: Localizer, samples: list) -> str:
+    results = predict_all(model, samples)
+    ranked, chosen = score(results, 0.0), score(results, model.conf)
+    cells = [settings["loss"], settings["sigma"], ",".join(map(str, settings["widths"])), settings["crop"],
+             settings["lr"], settings["epochs"], f"{ranked['AP@3px']:.3f}", f"{ranked['Pd@1px']:.3f}",
+             f"{ranked['err_mean@3px']:.2f}", f"{model.conf:.2f}", f"{chosen['Pd@3px']:.3f}", f"{chosen['FA/img@3px']:.3f}"]
+    return f"| {name} | " + " | ".join(map(str, cells)) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoints", nargs="+", type=Path, help="best.pt of each heatmap run")
+    p.add_argument("--data", default=str(ROOT / "data/train"), help="the folder the runs were trained on")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--subpixel", action="store_true", help="also score the first run without sub-pixel decoding")
+    args = p.parse_args(argv)
+
+    samples, _ = load_dataset(args.data, progress=False)
+    _, val = split(samples, args.val_fraction, args.split_seed)
+    print(f"validation: {len(val)} images, {sum(len(s.points) for s in val)} targets of {args.data} "
+          f"(split seed {args.split_seed})")
+    print(HEAD)
+    for i, path in enumerate(args.checkpoints):
+        settings = load_checkpoint(path, "heatmap")["train_args"]
+        name = path.parent.parent.name  # runs/<name>/weights/best.pt
+        model = load_model(path, device="cpu")
+        print(row(name, settings, model, val), flush=True)
+        if args.subpixel and i == 0:
+            model.subpixel = False
+            print(row(f"{name}, no sub-pixel decoding", settings, model, val), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
