@@ -120,12 +120,11 @@ def test_heatmap_loss_prefers_the_right_map(kind):
 
 
 def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_dataset, tmp_path):
-    """Ctrl+C in epoch 2 leaves epoch 1 on disk; --resume finishes the run. Also two edge cases:
-    no validation split (best.pt is then the latest epoch) and exactly 10 optimizer steps in all
-    (8 images x 5 repeats / 8 per batch x 2 epochs), where a 10% warm-up would be a single step."""
+    """Ctrl+C in epoch 2 leaves epoch 1 on disk; --resume finishes the run. Also an edge case: no
+    validation split (best.pt is then the latest epoch). 100 steps per epoch leave room for the signal."""
     out = tmp_path / "interrupted"
     command = [sys.executable, "-m", "simple_keypoint.heatmap.train", "--data", str(tiny_dataset), "--out", str(out),
-               *TINY_TRAIN_ARGS, "--epochs", "2", "--repeats", "5", "--batch-size", "8", "--val-fraction", "0"]
+               *TINY_TRAIN_ARGS, "--epochs", "2", "--repeats", "100", "--batch-size", "8", "--val-fraction", "0"]
     process = subprocess.Popen(command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
@@ -139,7 +138,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_dataset, tmp_path)
             process.kill()
     assert process.returncode == 130, stdout + stderr
     assert "interrupted" in stdout and "--resume" in stdout and "Traceback" not in stderr
-    assert "8 train / 0 val images, 5 steps per epoch" in stdout
+    assert "8 train / 0 val images, 100 steps per epoch" in stdout
     first = load_checkpoint(out / "weights" / "last.pt")
     assert first["epoch"] == 1 and load_checkpoint(out / "weights" / "best.pt")["epoch"] == 1
 
@@ -148,4 +147,15 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_dataset, tmp_path)
     assert "resuming" in result.stdout and "epoch 2/2" in result.stdout and "epoch 1/2" not in result.stdout
     rows = check_run_folder(out, "heatmap", epochs=2, validated=False)
     assert float(rows[0]["train_loss"]) == pytest.approx(first["history"][0]["train_loss"])
+    assert load_checkpoint(out / "weights" / "best.pt")["epoch"] == 2
+
+
+def test_ten_steps_in_all_train(tiny_dataset, tmp_path):
+    """8 images x 5 repeats / 8 per batch x 2 epochs = 10 steps: a 10% warm-up would be one step,
+    on which OneCycleLR divides by zero."""
+    out = tmp_path / "ten"
+    result = run_python("-m", "simple_keypoint.heatmap.train", "--data", tiny_dataset, "--out", out, *TINY_TRAIN_ARGS,
+                        "--epochs", "2", "--repeats", "5", "--batch-size", "8", "--val-fraction", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "8 train / 0 val images, 5 steps per epoch" in result.stdout
     assert load_checkpoint(out / "weights" / "best.pt")["epoch"] == 2
