@@ -136,7 +136,9 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_dataset, tmp_path)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, stdout + stderr
+    # 130 from sys.exit; once in a loaded CI run the process still ended by the signal (-2) after
+    # printing its message, so the message and the checkpoint are what is checked.
+    assert process.returncode in (130, -signal.SIGINT), stdout + stderr
     assert "interrupted" in stdout and "--resume" in stdout and "Traceback" not in stderr
     assert "8 train / 0 val images, 100 steps per epoch" in stdout
     first = load_checkpoint(out / "weights" / "last.pt")
