@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simple_keypoint.checkpoint import load_checkpoint  # noqa: E402
-from simple_keypoint.dataset import load_dataset, split  # noqa: E402
+from simple_keypoint.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from simple_keypoint.dataset import DatasetError, load_dataset, split  # noqa: E402
 from simple_keypoint.evaluate import predict_all, score  # noqa: E402
-from simple_keypoint.predict import Localizer, load_model  # noqa: E402
+from simple_keypoint.predict import Localizer, localizer_from_checkpoint  # noqa: E402
 
 HEAD = ("| run | loss | sigma | widths | crop | lr | epochs | AP@3px | Pd@1px | err px | threshold | Pd@3px | FA/img |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -47,19 +47,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subpixel", action="store_true", help="also score the first run without sub-pixel decoding")
     args = p.parse_args(argv)
 
-    samples, _ = load_dataset(args.data, progress=False)
+    try:
+        samples, _ = load_dataset(args.data, progress=False)
+    except DatasetError as e:
+        print(f"error: {e}")
+        return 1
     _, val = split(samples, args.val_fraction, args.split_seed)
     print(f"validation: {len(val)} images, {sum(len(s.points) for s in val)} targets of {args.data} "
           f"(split seed {args.split_seed})")
     print(HEAD)
+    failures = []
     for i, path in enumerate(args.checkpoints):
-        settings = load_checkpoint(path, "heatmap")["train_args"]
+        try:
+            checkpoint = load_checkpoint(path, "heatmap")
+        except CheckpointError as e:  # one bad run does not stop the table
+            failures.append(str(e))
+            continue
         name = path.parent.parent.name  # runs/<name>/weights/best.pt
-        model = load_model(path, device="cpu")
-        print(row(name, settings, model, val), flush=True)
+        model = localizer_from_checkpoint(checkpoint, "cpu", path)
+        print(row(name, checkpoint["train_args"], model, val), flush=True)
         if args.subpixel and i == 0:
             model.subpixel = False
-            print(row(f"{name}, no sub-pixel decoding", settings, model, val), flush=True)
+            print(row(f"{name}, no sub-pixel decoding", checkpoint["train_args"], model, val), flush=True)
+    if failures:
+        print(f"{len(failures)} checkpoint(s) skipped:\n" + "\n".join(f"  {line}" for line in failures))
+        return 1
     return 0
 
 

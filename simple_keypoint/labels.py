@@ -54,12 +54,10 @@ def parse_labels(text: str, path: str | os.PathLike = "<text>") -> np.ndarray:
         fields = _FIELD_SEP.split(line.strip(" \t"))
         if len(fields) not in (2, 3):
             raise LabelError(path, i, f"expected 'x y' or 'x y score', got {line[:60]!r}")
-        if any(_NON_FINITE.fullmatch(f) for f in fields):
-            raise LabelError(path, i, f"non-finite value in {line[:60]!r}")
-        if not all(_NUMBER.fullmatch(f) for f in fields):
+        if not all(_NUMBER.fullmatch(f) or _NON_FINITE.fullmatch(f) for f in fields):
             raise LabelError(path, i, f"not a number in {line[:60]!r}")
         values = [float(f) for f in fields]
-        if not all(math.isfinite(v) for v in values):  # e.g. 1e999
+        if not all(math.isfinite(v) for v in values):  # nan, inf, or an overflow such as 1e999
             raise LabelError(path, i, f"non-finite value in {line[:60]!r}")
         x, y = values[:2]
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):

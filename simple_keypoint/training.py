@@ -61,6 +61,13 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     return p
 
 
+def add_unet_options(p: argparse.ArgumentParser) -> None:
+    """Size of the SEB U-shape: the heatmap net, and the regression net's pixel scorer."""
+    p.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64],
+                   help="channels at 1/2, 1/4, 1/8, 1/16 ... resolution")
+    p.add_argument("--full-res-channels", type=int, default=4, help="channels of the last, full-resolution SEB")
+
+
 class VisdomPlotter:
     """Live plots on a visdom server. Any failure prints one notice and switches plotting off."""
 

@@ -235,7 +235,9 @@ def test_killed_runs_resume_to_the_same_final_epoch(tmp_path: Path) -> None:
         steps_per_epoch = int(first.wait_for("heatmap net: ").split(", ")[-1].split()[0])
         wait_for_epoch(last, 1, first)
         first.proc.send_signal(signal.SIGINT)
-        assert first.finish() == 130
+        # 130 from sys.exit, or death by the signal after the message (a shell shows 130 for both);
+        # what matters, the message and a loadable last.pt, is checked below.
+        assert first.finish() in (130, -signal.SIGINT), first.seen
     finally:
         first.stop()
     assert any(line.startswith("interrupted; the last completed epoch is in") for line in first.seen), first.seen

@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigma", type=float, default=1.5, help="radius (std, px) of the Gaussian drawn at each point")
     parser.add_argument("--loss", choices=["mse", "wmse", "focal"], default="wmse")
     parser.add_argument("--pos-weight", type=float, default=30.0, help="wmse: extra weight of the Gaussian area")
-    parser.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64],
-                        help="channels at 1/2, 1/4, 1/8, 1/16 ... resolution")
-    parser.add_argument("--full-res-channels", type=int, default=4, help="channels of the last, full-resolution SEB")
+    training.add_unet_options(parser)
     args = parser.parse_args(argv)
 
     def loss_fn(net: torch.nn.Module, images: torch.Tensor, points: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

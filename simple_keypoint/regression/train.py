@@ -23,9 +23,7 @@ DEFAULTS = dict(epochs=40, batch_size=8, lr=5e-4, crop=192, repeats=4)
 
 def main(argv: list[str] | None = None) -> int:
     parser = training.make_parser("regression", __doc__.split("\n\n")[0], **DEFAULTS)
-    parser.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64],
-                        help="channels of the scoring U-shape at 1/2, 1/4, 1/8, 1/16 ... resolution")
-    parser.add_argument("--full-res-channels", type=int, default=4, help="channels of the last, full-resolution SEB")
+    training.add_unet_options(parser)
     args = parser.parse_args(argv)
 
     def loss_fn(net: torch.nn.Module, images: torch.Tensor, points: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
