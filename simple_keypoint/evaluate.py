@@ -72,27 +72,24 @@ class ImageResult:
 
 def score(results: list[ImageResult], conf: float) -> dict[str, float]:
     """All metrics for a list of per-image results. Pd and false alarms count predictions >= conf;
-    AP ranks all predictions, whatever their score."""
+    AP ranks all predictions, whatever their score.
+
+    One matching per image and radius serves both: matching is greedy, best score first, so the
+    predictions >= conf are matched first and exactly as they would be on their own.
+    """
     out: dict[str, float] = {"images": len(results), "targets": int(sum(len(r.truth) for r in results))}
     megapixels = sum(r.pixels for r in results) / 1e6
+    scores = np.concatenate([r.pred[:, 2] for r in results] + [np.zeros(0)])
+    kept = scores >= conf
     for radius in RADII:
         tag = f"{radius:g}px"
-        all_scores, all_true, errors, found, false = [], [], [], 0, 0
-        for r in results:
-            matched, dist = match(r.pred, r.truth, radius)
-            all_scores.append(r.pred[:, 2])
-            all_true.append(matched >= 0)
-            kept = r.pred[:, 2] >= conf
-            # Re-match at the threshold: a kept prediction may take a target a dropped one held.
-            m_kept, d_kept = match(r.pred[kept], r.truth, radius)
-            found += int((m_kept >= 0).sum())
-            false += int((m_kept < 0).sum())
-            errors.append(d_kept[m_kept >= 0])
-        errors_px = np.concatenate(errors) if errors else np.zeros(0)
-        out[f"AP@{tag}"] = average_precision(np.concatenate(all_scores) if all_scores else np.zeros(0),
-                                             np.concatenate(all_true) if all_true else np.zeros(0, bool),
-                                             out["targets"])
-        out[f"Pd@{tag}"] = found / out["targets"] if out["targets"] else float("nan")
+        matches = [match(r.pred, r.truth, radius) for r in results]
+        is_true = np.concatenate([m >= 0 for m, _ in matches] + [np.zeros(0, bool)])
+        dist = np.concatenate([d for _, d in matches] + [np.zeros(0)])
+        errors_px = dist[is_true & kept]
+        false = int((~is_true & kept).sum())
+        out[f"AP@{tag}"] = average_precision(scores, is_true, out["targets"])
+        out[f"Pd@{tag}"] = len(errors_px) / out["targets"] if out["targets"] else float("nan")
         out[f"FA/img@{tag}"] = false / max(len(results), 1)
         out[f"FA/MPx@{tag}"] = false / megapixels if megapixels else float("nan")
         out[f"err_mean@{tag}"] = float(errors_px.mean()) if len(errors_px) else float("nan")
@@ -103,15 +100,16 @@ def score(results: list[ImageResult], conf: float) -> dict[str, float]:
 def pick_threshold(results: list[ImageResult], max_false_per_image: float = 0.05, radius: float = 3.0) -> float:
     """The lowest score threshold whose false alarms per image stay within the limit (max Pd).
 
-    Meant for a validation split; never for the data the final numbers are reported on.
+    Meant for a validation split; never for the data the final numbers are reported on. As in
+    :func:`score`, one matching at threshold 0 tells which predictions are false at every threshold.
     """
-    candidates = np.unique(np.concatenate([r.pred[:, 2] for r in results] + [np.array([1.0])]))
-    for conf in candidates:  # ascending: first allowed one detects the most
-        kept = [ImageResult(r.name, r.truth, r.pred[r.pred[:, 2] >= conf], r.pixels) for r in results]
-        false = sum(int((match(r.pred, r.truth, radius)[0] < 0).sum()) for r in kept)
-        if false / max(len(results), 1) <= max_false_per_image:
-            return float(conf)
-    return 1.0
+    scores = np.concatenate([r.pred[:, 2] for r in results] + [np.zeros(0)])
+    is_false = np.concatenate([match(r.pred, r.truth, radius)[0] < 0 for r in results] + [np.zeros(0, bool)])
+    candidates = np.unique(np.append(scores, 1.0))  # ascending: the first allowed one detects the most
+    false_scores = np.sort(scores[is_false])
+    false_at = len(false_scores) - np.searchsorted(false_scores, candidates, side="left")  # false alarms >= each
+    allowed = false_at / max(len(results), 1) <= max_false_per_image
+    return float(candidates[np.argmax(allowed)]) if allowed.any() else 1.0
 
 
 def predict_all(localizer: Localizer, samples: list[Sample], conf: float = 0.0,

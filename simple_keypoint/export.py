@@ -14,8 +14,8 @@ Outputs:
               not the heatmap, so the decoder can find peaks and thresholds on them and take the
               sigmoid of the few peaks only (and a float32 sigmoid saturates to 1.0 for strong
               peaks, which loses their order).
-  regression  ``locate`` (B, 3): x, y in [0, 1] of the padded input (pixel u = x * W - 0.5) and a
-              confidence in [0, 1].
+  regression  ``locate`` (B, 3): x, y in [0, 1] of the padded input (pixel u = x * W - 0.5) and the
+              confidence *logit* (``sigmoid`` of it is the confidence), for the same reason.
 
 The method, stride, decoding settings (conf, max_points, ...) and model arguments are stored in
 the file's metadata (keys ``simple_keypoint_*``). The exporter is PyTorch's TorchScript-based one

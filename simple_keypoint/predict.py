@@ -191,7 +191,8 @@ class Localizer:
         max_points = self.max_points if max_points is None else max_points
         padded_h, padded_w = padded
         if self.method == "regression":
-            x, y, score = out.double().cpu().numpy()
+            x, y, logit = out.double().cpu().numpy()
+            score = 1.0 / (1.0 + np.exp(-logit))  # in float64, as for heatmap peaks: no ties at 1.0
             points = np.array([[x * padded_w - 0.5, y * padded_h - 0.5, score]])
             points = points[points[:, 2] >= conf][:max_points]
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -45,7 +47,7 @@ class FakeRegressionNet(nn.Module):
         h, w = x.shape[-2:]
         index = int(torch.argmax(x[0, 0]))
         v, u = divmod(index, w)
-        return torch.tensor([[(u + 0.5) / w, (v + 0.5) / h, 0.95]])
+        return torch.tensor([[(u + 0.5) / w, (v + 0.5) / h, math.log(0.95 / 0.05)]])  # confidence logit: 0.95
 
 
 def frame(h, w, blobs, dtype=np.uint8, high=200):

@@ -40,7 +40,13 @@ class RegressionNet(nn.Module):
         return self.locate(x)[:, :2]
 
     def locate(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3): x, y in [0, 1] and a confidence, the softmax mass within 3x3 pixels of the peak."""
+        """(B, 3): x, y in [0, 1] and the confidence *logit*: ``sigmoid`` of it is the softmax mass
+        within the 3x3 pixels around the best pixel.
+
+        A logit, not the mass: for a sharp peak the float32 mass is exactly 1.0, which would tie
+        confident images and leave their ranking (and AP) to rounding. ``log(inside / outside)``
+        is computed from the two sides' own sums, so it stays exact however sharp the peak.
+        """
         scores = self.score_map(x)
         b, h, w = scores.shape
         weights = torch.softmax(scores.reshape(b, -1), dim=1).reshape(b, h, w)
@@ -50,6 +56,10 @@ class RegressionNet(nn.Module):
         logit_y = torch.logit(cell_centres(h, x.device))
         mean_x = (weights.sum(1) * logit_x).sum(1)
         mean_y = (weights.sum(2) * logit_y).sum(1)
-        mass = nn.functional.avg_pool2d(weights[:, None], 3, 1, 1, count_include_pad=False) * 9
-        confidence = mass.reshape(b, -1).max(1).values.clamp(max=1.0)
-        return torch.stack([torch.sigmoid(mean_x), torch.sigmoid(mean_y), confidence], dim=1)
+        peak = scores.reshape(b, -1).argmax(1)
+        u = torch.arange(w, device=x.device)[None, None, :] - (peak % w)[:, None, None]
+        v = torch.arange(h, device=x.device)[None, :, None] - torch.div(peak, w, rounding_mode="floor")[:, None, None]
+        near = (u.abs() <= 1) & (v.abs() <= 1)  # (B, H, W); the padded input always has pixels outside
+        inside = torch.logsumexp(scores.masked_fill(~near, -torch.inf), dim=(1, 2))
+        outside = torch.logsumexp(scores.masked_fill(near, -torch.inf), dim=(1, 2))
+        return torch.stack([torch.sigmoid(mean_x), torch.sigmoid(mean_y), inside - outside], dim=1)
