@@ -63,17 +63,23 @@ def frames(path: Path) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def draw_overlay(image: np.ndarray, points: np.ndarray, heat: np.ndarray | None) -> np.ndarray:
-    """The image (8-bit gray), the heatmap blended in JET colours, each point circled with its score."""
+    """The image (8-bit gray) with the heatmap blended in JET colours, each point ringed with its score.
+
+    The blend's weight grows with the heat (0.8 * sqrt(heat)): where the net sees nothing the IR
+    image stays as it is, and even weak responses (clutter the net half-believes) show in colour.
+    """
     canvas = to_display(image)
     if heat is not None:
         colour = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-        canvas = cv2.addWeighted(canvas, 0.6, colour, 0.4, 0)
+        alpha = 0.8 * np.sqrt(np.clip(heat, 0, 1))[..., None]
+        canvas = (canvas * (1 - alpha) + colour * alpha).astype(np.uint8)
     scale = max(1, round(max(canvas.shape[:2]) / 400))  # readable marks on large frames
     for u, v, s in points:
         centre = (int(round(u * 16)), int(round(v * 16)))  # sub-pixel drawing (shift=4)
-        cv2.circle(canvas, centre, 7 * scale * 16, (255, 255, 255), scale, cv2.LINE_AA, shift=4)
-        cv2.putText(canvas, f"{s:.2f}", (int(u) + 9 * scale, int(v) - 6 * scale), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * scale, (255, 255, 255), scale, cv2.LINE_AA)
+        cv2.circle(canvas, centre, 7 * scale * 16, (0, 255, 0), scale, cv2.LINE_AA, shift=4)
+        corner = (int(u) + 9 * scale, int(v) - 6 * scale)
+        for ink, width in (((0, 0, 0), 3 * scale), ((0, 255, 0), scale)):  # outlined: readable on any background
+            cv2.putText(canvas, f"{s:.2f}", corner, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, ink, width, cv2.LINE_AA)
     return canvas
 
 

@@ -73,14 +73,10 @@ class FastHeatmapNet(nn.Module):
             self.fold.weight.copy_(torch.einsum("kc,cihw->kihw", gains, deep.weight))
             self.fold.bias.copy_(gains @ deep.bias + torch.stack([torch.zeros_like(head.bias[0]), head.bias[0]]))
 
+    features = HeatmapNet.features  # the same encoder and SEBs, run on the shared layers
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(x)]
-        for block in self.down:
-            skips.append(block(skips[-1]))
-        y = skips.pop()
-        for seb in self.up:
-            y = seb(y, skips.pop())
-        ab = F.interpolate(self.fold(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        ab = F.interpolate(self.fold(self.features(x)), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return torch.addcmul(ab[:, 1:], x, ab[:, :1])
 
     @classmethod

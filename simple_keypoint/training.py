@@ -28,6 +28,9 @@ from simple_keypoint.labels import atomic_write
 from simple_keypoint.predict import Localizer, build_model, pick_device
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# Channels-last (NHWC) tensors: on a CPU the training step of these few-channel nets runs ~2.7x
+# faster than in the default NCHW layout (benchmarks/train_speed.py); same arithmetic, other memory order.
+FORMAT = torch.channels_last
 
 
 def make_parser(method: str, description: str, **defaults: Any) -> argparse.ArgumentParser:
@@ -178,7 +181,8 @@ def evaluate_epoch(net: torch.nn.Module, method: str, val: list[Sample], val_loa
     """Validation: loss on fixed crops, metrics on the whole images, and the threshold they suggest."""
     net.eval()
     with torch.no_grad():
-        losses = [loss_fn(net, x.to(device), p.to(device), n.to(device)).item() for x, p, n in val_loader]
+        losses = [loss_fn(net, x.to(device, memory_format=FORMAT), p.to(device), n.to(device)).item()
+                  for x, p, n in val_loader]
     localizer = Localizer(method, net, conf=0.0, device=device)
     results = predict_all(localizer, val)
     metrics = score(results, conf=0.0) if val else {}
@@ -228,7 +232,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                                          generator=torch.Generator().manual_seed(args.seed))
     val_loader = torch.utils.data.DataLoader(val_set, args.batch_size)
 
-    net = build_model(method, model_args).to(device)
+    net = build_model(method, model_args).to(device, memory_format=FORMAT)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * max(len(loader), 1)
     # 10% warm-up, but at least 2 steps: OneCycleLR divides by zero when warm-up is exactly 1 step
@@ -264,7 +268,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
             started, total, count = time.time(), 0.0, 0
             bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet, leave=False)
             for images, points, counts in bar:
-                loss = loss_fn(net, images.to(device), points.to(device), counts.to(device))
+                loss = loss_fn(net, images.to(device, memory_format=FORMAT), points.to(device), counts.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -56,11 +56,15 @@ class HeatmapNet(nn.Module):
         # Start every pixel at p ~ 0.01 so the first steps are not spent unlearning false peaks.
         nn.init.constant_(self.head.bias, -4.6)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder down to 1/2^len(widths), SEBs back up to 1/2: what the last SEB fuses with ``x``."""
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(skips[-1]))
         y = skips.pop()
         for seb in self.up:
             y = seb(y, skips.pop())
-        return self.head(self.to_full(y, x))
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.to_full(self.features(x), x))
