@@ -25,15 +25,16 @@ from simple_keypoint.dataset import DatasetError, load_dataset, split  # noqa: E
 from simple_keypoint.evaluate import predict_all, score  # noqa: E402
 from simple_keypoint.predict import Localizer, localizer_from_checkpoint  # noqa: E402
 
-HEAD = ("| run | loss | sigma | widths | crop | lr | epochs | AP@3px | Pd@1px | err px | threshold | Pd@3px | FA/img |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEAD = ("| run | loss | sigma | widths | crop | lr | epochs | ema | best epoch | AP@3px | Pd@1px | err px | threshold | Pd@3px "
+        "| FA/img |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def row(name: str, settings: dict, model: Localizer, samples: list) -> str:
+def row(name: str, settings: dict, epoch: int, model: Localizer, samples: list) -> str:
     results = predict_all(model, samples)
     ranked, chosen = score(results, 0.0), score(results, model.conf)
     cells = [settings["loss"], settings["sigma"], ",".join(map(str, settings["widths"])), settings["crop"],
-             settings["lr"], settings["epochs"], f"{ranked['AP@3px']:.3f}", f"{ranked['Pd@1px']:.3f}",
+             settings["lr"], settings["epochs"], settings.get("ema") or "-", epoch,
+             f"{ranked['AP@3px']:.3f}", f"{ranked['Pd@1px']:.3f}",
              f"{ranked['err_mean@3px']:.2f}", f"{model.conf:.2f}", f"{chosen['Pd@3px']:.3f}", f"{chosen['FA/img@3px']:.3f}"]
     return f"| {name} | " + " | ".join(map(str, cells)) + " |"
 
@@ -65,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         name = path.parent.parent.name  # runs/<name>/weights/best.pt
         model = localizer_from_checkpoint(checkpoint, "cpu", path)
-        print(row(name, checkpoint["train_args"], model, val), flush=True)
+        print(row(name, checkpoint["train_args"], checkpoint["epoch"], model, val), flush=True)
         if args.subpixel and i == 0:
             model.subpixel = False
-            print(row(f"{name}, no sub-pixel decoding", checkpoint["train_args"], model, val), flush=True)
+            print(row(f"{name}, no sub-pixel decoding", checkpoint["train_args"], checkpoint["epoch"], model, val), flush=True)
     if failures:
         print(f"{len(failures)} checkpoint(s) skipped:\n" + "\n".join(f"  {line}" for line in failures))
         return 1

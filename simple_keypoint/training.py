@@ -50,6 +50,9 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="decay of an exponential moving average of the weights, validated and saved instead of "
+                        "the raw weights (e.g. 0.998; 0: off)")
     p.add_argument("--out", default=f"runs/{method}", help="run folder: weights/best.pt, weights/last.pt, losses.csv, losses.png")
     p.add_argument("--resume", default=None, help="a last.pt to continue from (same settings, same final epoch)")
     p.add_argument("--visdom", action="store_true", default=bool(os.environ.get("SIMPLE_KEYPOINT_VISDOM")),
@@ -233,6 +236,12 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     val_loader = torch.utils.data.DataLoader(val_set, args.batch_size)
 
     net = build_model(method, model_args).to(device, memory_format=FORMAT)
+    # With --ema, a moving average of the weights (torch's AveragedModel, batch-norm statistics
+    # included) is what is validated and saved: it smooths the step-to-step noise of a small dataset.
+    ema = getattr(args, "ema", 0.0)  # checkpoints from before the option have none
+    averaged = (torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema),
+                                                    use_buffers=True) if ema else None)
+    model = averaged.module if averaged else net  # the weights that are validated and saved
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * max(len(loader), 1)
     # 10% warm-up, but at least 2 steps: OneCycleLR divides by zero when warm-up is exactly 1 step
@@ -241,7 +250,9 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=warmup)
     start_epoch, history, best_ap = 0, [], -float("inf")
     if resume:
-        net.load_state_dict(resume["model_state"])
+        net.load_state_dict(resume.get("train_state", resume["model_state"]))
+        if averaged:
+            averaged.load_state_dict(resume["ema_state"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         start_epoch, history = resume["epoch"], resume["history"]
@@ -252,11 +263,16 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     print(f"{method} net: {n_params:,} parameters, {len(train_samples)} train / {len(val_samples)} val images, "
           f"{len(loader)} steps per epoch")
 
-    def checkpoint(epoch: int, conf: float, metrics: dict[str, float]) -> dict[str, Any]:
-        return {"method": method, "model_args": model_args, "model_state": net.state_dict(),
-                "decode": {"conf": conf}, "epoch": epoch, "metrics": metrics, "history": history,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "train_args": {k: v for k, v in vars(args).items() if k != "resume"}}
+    def checkpoint(epoch: int, conf: float, metrics: dict[str, float], resumable: bool) -> dict[str, Any]:
+        """last.pt (``resumable``) holds all --resume needs; best.pt only what inference needs, so it ships as is."""
+        state = {"method": method, "model_args": model_args, "model_state": model.state_dict(),
+                 "decode": {"conf": conf}, "epoch": epoch, "metrics": metrics, "history": history,
+                 "train_args": {k: v for k, v in vars(args).items() if k != "resume"}}
+        if resumable:
+            state |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            if averaged:
+                state |= {"train_state": net.state_dict(), "ema_state": averaged.state_dict()}
+        return state
 
     # SIGTERM behaves like Ctrl+C: stop between steps; the last completed epoch is on disk.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -273,9 +289,11 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+                if averaged:
+                    averaged.update_parameters(net)
                 total, count = total + loss.item(), count + 1
                 bar.set_postfix(loss=f"{total / count:.5f}")
-            metrics, conf = evaluate_epoch(net, method, val_samples, val_loader, loss_fn, device)
+            metrics, conf = evaluate_epoch(model, method, val_samples, val_loader, loss_fn, device)
             row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": metrics["loss"],
                    "val_AP@3px": metrics.get("AP@3px", float("nan")), "val_Pd@3px": metrics.get("Pd@3px", float("nan")),
                    "val_err@3px": metrics.get("err_mean@3px", float("nan")), "conf": conf,
@@ -284,8 +302,8 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
             ap = selection_score(row)
             if ap > best_ap:
                 best_ap = ap
-                save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics))
-            save_checkpoint(out / "weights" / "last.pt", checkpoint(epoch, conf, metrics))
+                save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics, resumable=False))
+            save_checkpoint(out / "weights" / "last.pt", checkpoint(epoch, conf, metrics, resumable=True))
             write_history(out, history)
             if plotter:
                 plotter.plot(epoch, {"train": row["train_loss"], "val": row["val_loss"]}, "loss")

@@ -120,11 +120,13 @@ def test_heatmap_loss_prefers_the_right_map(kind):
 
 
 def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_dataset, tmp_path):
-    """Ctrl+C in epoch 2 leaves epoch 1 on disk; --resume finishes the run. Also an edge case: no
-    validation split (best.pt is then the latest epoch). 100 steps per epoch leave room for the signal."""
+    """Ctrl+C in epoch 2 leaves epoch 1 on disk; --resume finishes the run, the weights' moving average
+    (--ema) included. Also an edge case: no validation split (best.pt is then the latest epoch). 100
+    steps per epoch leave room for the signal. (Resuming without --ema: test_robustness_training.py.)"""
     out = tmp_path / "interrupted"
     command = [sys.executable, "-m", "simple_keypoint.heatmap.train", "--data", str(tiny_dataset), "--out", str(out),
-               *TINY_TRAIN_ARGS, "--epochs", "2", "--repeats", "100", "--batch-size", "8", "--val-fraction", "0"]
+               *TINY_TRAIN_ARGS, "--epochs", "2", "--repeats", "100", "--batch-size", "8", "--val-fraction", "0",
+               "--ema", "0.99"]
     process = subprocess.Popen(command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
@@ -143,6 +145,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_dataset, tmp_path)
     assert "8 train / 0 val images, 100 steps per epoch" in stdout
     first = load_checkpoint(out / "weights" / "last.pt")
     assert first["epoch"] == 1 and load_checkpoint(out / "weights" / "best.pt")["epoch"] == 1
+    assert int(first["ema_state"]["n_averaged"]) == 100
 
     result = run_python("-m", "simple_keypoint.heatmap.train", "--resume", out / "weights" / "last.pt", "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -150,6 +153,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_dataset, tmp_path)
     rows = check_run_folder(out, "heatmap", epochs=2, validated=False)
     assert float(rows[0]["train_loss"]) == pytest.approx(first["history"][0]["train_loss"])
     assert load_checkpoint(out / "weights" / "best.pt")["epoch"] == 2
+    assert int(load_checkpoint(out / "weights" / "last.pt")["ema_state"]["n_averaged"]) == 200  # went on, not restarted
 
 
 def test_ten_steps_in_all_train(tiny_dataset, tmp_path):
@@ -161,3 +165,22 @@ def test_ten_steps_in_all_train(tiny_dataset, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "8 train / 0 val images, 5 steps per epoch" in result.stdout
     assert load_checkpoint(out / "weights" / "best.pt")["epoch"] == 2
+
+
+def test_ema_weights_are_what_is_saved(tiny_dataset, tmp_path):
+    """--ema: the averaged weights are what best.pt/last.pt hold for inference; last.pt also holds the
+    raw weights and the average's state (for --resume, tested with Ctrl+C above); best.pt holds only
+    what inference needs, so it ships as it is."""
+    import torch
+
+    out = tmp_path / "ema"
+    args = ("--data", tiny_dataset, "--out", out, *TINY_TRAIN_ARGS, "--epochs", "2", "--ema", "0.9", "--val-fraction", "0")
+    result = run_python("-m", "simple_keypoint.heatmap.train", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = int(result.stdout.split(" steps per epoch")[0].rsplit(" ", 1)[-1])
+    best, last = load_checkpoint(out / "weights" / "best.pt"), load_checkpoint(out / "weights" / "last.pt")
+    assert not {"optimizer", "scheduler", "train_state", "ema_state"} & set(best)
+    assert int(last["ema_state"]["n_averaged"]) == 2 * steps
+    averaged = {k.removeprefix("module."): v for k, v in last["ema_state"].items() if k.startswith("module.")}
+    assert all(torch.equal(last["model_state"][k], averaged[k]) for k in last["model_state"])
+    assert not torch.equal(last["model_state"]["head.weight"], last["train_state"]["head.weight"])  # the average lags
