@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -26,16 +28,28 @@ from simple_keypoint.evaluate import predict_all, score  # noqa: E402
 from simple_keypoint.predict import Localizer, localizer_from_checkpoint  # noqa: E402
 
 HEAD = ("| run | loss | sigma | widths | crop | lr | epochs | ema | best epoch | AP@3px | Pd@1px | err px | threshold | Pd@3px "
-        "| FA/img |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        "| FA/img | AP@3px, last 10 epochs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def row(name: str, settings: dict, epoch: int, model: Localizer, samples: list) -> str:
+def curve(best: Path) -> str:
+    """Validation AP@3px of the run's last 10 epochs, mean +- sd (from last.pt beside best.pt):
+    how steady training ends, which the single best epoch does not show."""
+    try:
+        history = load_checkpoint(best.with_name("last.pt"), "heatmap")["history"]
+    except CheckpointError:
+        return "-"
+    ap = np.array([h["val_AP@3px"] for h in history[-10:]])
+    return f"{ap.mean():.3f} +- {ap.std():.3f}"
+
+
+def row(name: str, settings: dict, epoch: int, model: Localizer, samples: list, steadiness: str = "-") -> str:
     results = predict_all(model, samples)
     ranked, chosen = score(results, 0.0), score(results, model.conf)
     cells = [settings["loss"], settings["sigma"], ",".join(map(str, settings["widths"])), settings["crop"],
              settings["lr"], settings["epochs"], settings.get("ema") or "-", epoch,
              f"{ranked['AP@3px']:.3f}", f"{ranked['Pd@1px']:.3f}",
-             f"{ranked['err_mean@3px']:.2f}", f"{model.conf:.2f}", f"{chosen['Pd@3px']:.3f}", f"{chosen['FA/img@3px']:.3f}"]
+             f"{ranked['err_mean@3px']:.2f}", f"{model.conf:.2f}",
+             f"{chosen['Pd@3px']:.3f}", f"{chosen['FA/img@3px']:.3f}", steadiness]
     return f"| {name} | " + " | ".join(map(str, cells)) + " |"
 
 
@@ -66,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         name = path.parent.parent.name  # runs/<name>/weights/best.pt
         model = localizer_from_checkpoint(checkpoint, "cpu", path)
-        print(row(name, checkpoint["train_args"], checkpoint["epoch"], model, val), flush=True)
+        print(row(name, checkpoint["train_args"], checkpoint["epoch"], model, val, curve(path)), flush=True)
         if args.subpixel and i == 0:
             model.subpixel = False
             print(row(f"{name}, no sub-pixel decoding", checkpoint["train_args"], checkpoint["epoch"], model, val), flush=True)
