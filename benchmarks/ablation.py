@@ -6,8 +6,9 @@ changed; the table shows the settings it stores beside its validation figures:
     python -m simple_keypoint.heatmap.train --out runs/sigma1 --sigma 1.0      # ... one run per row
     python benchmarks/ablation.py runs/heatmap/weights/best.pt runs/sigma1/weights/best.pt --subpixel
 
-AP@3px and Pd@1px rank every prediction (threshold 0); Pd@3px and FA/img are at the threshold the
-run chose on this split. ``--split-seed`` must be the ``--seed`` the runs were trained with, so the
+AP@3px and Pd@1px rank every prediction (threshold 0); Pd@3px and FA/img are at the threshold
+today's rule (``evaluate.pick_threshold``) picks on this split, so runs made under an older rule
+compare fairly. ``--split-seed`` must be the ``--seed`` the runs were trained with, so the
 split scored here is the one they held out.
 """
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from simple_keypoint.dataset import DatasetError, load_dataset, split  # noqa: E402
-from simple_keypoint.evaluate import predict_all, score  # noqa: E402
+from simple_keypoint.evaluate import pick_threshold, predict_all, score  # noqa: E402
 from simple_keypoint.predict import Localizer, localizer_from_checkpoint  # noqa: E402
 
 HEAD = ("| run | loss | sigma | widths | crop | lr | epochs | ema | best epoch | AP@3px | Pd@1px | err px | threshold | Pd@3px "
@@ -44,11 +45,12 @@ def curve(best: Path) -> str:
 
 def row(name: str, settings: dict, epoch: int, model: Localizer, samples: list, steadiness: str = "-") -> str:
     results = predict_all(model, samples)
-    ranked, chosen = score(results, 0.0), score(results, model.conf)
+    conf = pick_threshold(results)  # today's rule for every row, whatever rule the run itself stored
+    ranked, chosen = score(results, 0.0), score(results, conf)
     cells = [settings["loss"], settings["sigma"], ",".join(map(str, settings["widths"])), settings["crop"],
              settings["lr"], settings["epochs"], settings.get("ema") or "-", epoch,
              f"{ranked['AP@3px']:.3f}", f"{ranked['Pd@1px']:.3f}",
-             f"{ranked['err_mean@3px']:.2f}", f"{model.conf:.2f}",
+             f"{ranked['err_mean@3px']:.2f}", f"{conf:.2f}",
              f"{chosen['Pd@3px']:.3f}", f"{chosen['FA/img@3px']:.3f}", steadiness]
     return f"| {name} | " + " | ".join(map(str, cells)) + " |"
 

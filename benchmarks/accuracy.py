@@ -35,7 +35,7 @@ COLUMNS = ["images", "targets", "AP@3px", "Pd@3px", "FA/img@3px", "FA/MPx@3px", 
 
 
 def tune_tophat(train_dir: str) -> TopHatDetector:
-    """Pick the element size by AP on the training split, then its threshold (<= 0.05 false alarms/image)."""
+    """Pick the element size by AP on the training split, then its threshold (the models' false-alarm budget)."""
     samples, _ = load_dataset(train_dir, progress=False)
     best = max((score(predict_all(TopHatDetector(size), samples), 0.0)["AP@3px"], size) for size in (5, 7, 9, 11, 15))
     detector = TopHatDetector(best[1])

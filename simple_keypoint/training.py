@@ -143,7 +143,7 @@ def write_history(out: Path, history: list[dict[str, float]]) -> None:
     a.set(xlabel="epoch", ylabel="loss", title="loss")
     a.legend()
     b.plot(epochs, [h["val_AP@3px"] for h in history], label="AP@3px")
-    b.plot(epochs, [h["val_Pd@3px"] for h in history], label="Pd@3px")
+    b.plot(epochs, [h["val_Pd@3px"] for h in history], label="Pd@3px, any score")  # not at the chosen threshold
     b.set(xlabel="epoch", ylim=(0, 1.02), title="validation")
     b.legend()
     fig.tight_layout()
@@ -309,7 +309,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                 plotter.plot(epoch, {"train": row["train_loss"], "val": row["val_loss"]}, "loss")
                 plotter.plot(epoch, {"AP@3px": row["val_AP@3px"], "Pd@3px": row["val_Pd@3px"]}, "validation")
             print(f"epoch {epoch}/{args.epochs}  loss {row['train_loss']:.5f}  val loss {row['val_loss']:.5f}  "
-                  f"val AP@3px {row['val_AP@3px']:.3f}  Pd@3px {row['val_Pd@3px']:.3f}  "
+                  f"val AP@3px {row['val_AP@3px']:.3f}  Pd@3px (any score) {row['val_Pd@3px']:.3f}  "
                   f"err {row['val_err@3px']:.2f}px  ({row['seconds']:.0f}s)", flush=True)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last completed epoch is in {out / 'weights' / 'last.pt'} "

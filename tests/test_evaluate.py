@@ -100,3 +100,23 @@ def test_score_and_threshold_equal_their_definitions(seed: int) -> None:
         candidates = np.unique(np.concatenate([r.pred[:, 2] for r in results] + [[1.0]]))
         allowed = [c for c in candidates if reference_score_at(results, c, 3.0)[1] / len(results) <= limit]
         assert conf == (min(allowed) if allowed else 1.0)
+
+
+def test_threshold_script_gives_what_training_stored(heatmap_checkpoint, tmp_path):
+    """benchmarks/threshold.py re-picks a checkpoint's threshold on its own validation split: with
+    the same rule it must find the value training stored, and --write must store what it found."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import threshold
+
+    from simple_keypoint.checkpoint import load_checkpoint
+
+    copy = tmp_path / "best.pt"
+    shutil.copy(heatmap_checkpoint, copy)
+    stored = load_checkpoint(copy)["decode"]["conf"]
+    assert threshold.main([str(copy), "--max-false-per-image", "0", "--write"]) == 0
+    strict = load_checkpoint(copy)["decode"]["conf"]
+    assert threshold.main([str(copy), "--write"]) == 0
+    assert load_checkpoint(copy)["decode"]["conf"] == pytest.approx(stored)
+    assert strict >= stored  # no false alarm allowed: a threshold at least as high

@@ -18,7 +18,7 @@ from simple_keypoint import training
 from simple_keypoint.heatmap.target import gaussian_heatmaps
 
 # Chosen on a validation split carved from data/train (README, "Ablation").
-DEFAULTS = dict(epochs=40, batch_size=8, lr=2e-3, crop=192, target_fraction=0.5, repeats=4, ema=0.998)
+DEFAULTS = dict(epochs=60, batch_size=8, lr=2e-3, crop=192, target_fraction=0.5, repeats=4, ema=0.998)
 
 
 def heatmap_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, pos_weight: float) -> torch.Tensor:
