@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint = load_checkpoint(args.checkpoint, "heatmap")
         settings = checkpoint["train_args"]
-        if settings.get("val"):
-            samples, val = [], load_dataset(settings["val"], progress=False)[0]
+        if settings.get("val"):  # the run was validated on a folder of its own
+            val, _ = load_dataset(settings["val"], progress=False)
         else:
             samples, _ = load_dataset(args.data or settings["data"], progress=False)
             _, val = split(samples, settings["val_fraction"], settings["seed"])

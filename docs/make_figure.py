@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from detect import draw_overlay  # noqa: E402
 from simple_keypoint import load_model  # noqa: E402
-from simple_keypoint.images import read_image  # noqa: E402
+from simple_keypoint.checkpoint import CheckpointError  # noqa: E402
+from simple_keypoint.images import ImageError, read_image  # noqa: E402
 
 HEIGHT, ZOOM, HALF = 256, 8, 16  # panel height; zoom factor; half-size of the zoomed window in pixels
 
@@ -43,21 +44,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", nargs="+", default=["Misc_15", "Misc_111", "Misc_25"], help="stems in data/test/images")
     p.add_argument("--out", default=str(ROOT / "docs/detect.jpg"))
     args = p.parse_args(argv)
-    model = load_model(args.weights, device="cpu")
-    rows = []
+    try:
+        model = load_model(args.weights, device="cpu")
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows, failures = [], []
     for stem in args.images:
-        image = read_image(ROOT / "data/test/images" / f"{stem}.png")
+        try:
+            image = read_image(ROOT / "data/test/images" / f"{stem}.png")
+        except ImageError as e:  # one line, and the figure is made of the others
+            failures.append(str(e))
+            print(f"skipped: {e}", file=sys.stderr)
+            continue
         points, heat = model.predict_with_heatmap(image)
         overlay = draw_overlay(image, points, heat)
         overlay = cv2.resize(overlay, (round(overlay.shape[1] * HEIGHT / overlay.shape[0]), HEIGHT), interpolation=cv2.INTER_AREA)
         cv2.putText(overlay, stem, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         best = points[0] if len(points) else np.array([image.shape[1] / 2, image.shape[0] / 2, 0.0])
         rows.append((overlay, zoom_panel(image, heat, best)))
+    if not rows:
+        print("error: no image could be read", file=sys.stderr)
+        return 1
     width = max(o.shape[1] for o, _ in rows)
     tiles = [np.hstack([cv2.copyMakeBorder(o, 0, 0, 0, width - o.shape[1], cv2.BORDER_CONSTANT), z]) for o, z in rows]
     cv2.imwrite(args.out, np.vstack(tiles), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    print(f"wrote {args.out}")
-    return 0
+    print(f"wrote {args.out}" + (f" ({len(failures)} image(s) skipped)" if failures else ""))
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
