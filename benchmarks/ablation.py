@@ -4,7 +4,7 @@ Each run is a checkpoint written by ``python -m simple_keypoint.heatmap.train`` 
 changed; the table shows the settings it stores beside its validation figures:
 
     python -m simple_keypoint.heatmap.train --out runs/sigma1 --sigma 1.0      # ... one run per row
-    python benchmarks/ablation.py runs/heatmap/weights/best.pt runs/sigma1/weights/best.pt --subpixel
+    python benchmarks/ablation.py runs/heatmap/weights/best.pt runs/sigma1/weights/best.pt --subpixel --plain
 
 AP@3px and Pd@1px rank every prediction (threshold 0); Pd@3px and FA/img are at the threshold
 today's rule (``evaluate.pick_threshold``) picks on this split, so runs made under an older rule
@@ -47,7 +47,8 @@ def row(name: str, settings: dict, epoch: int, model: Localizer, samples: list, 
     results = predict_all(model, samples)
     conf = pick_threshold(results)  # today's rule for every row, whatever rule the run itself stored
     ranked, chosen = score(results, 0.0), score(results, conf)
-    cells = [settings["loss"], settings["sigma"], ",".join(map(str, settings["widths"])), settings["crop"],
+    widths = ",".join(map(str, settings["widths"])) + (" +context" if settings.get("context") else "")
+    cells = [settings["loss"], settings["sigma"], widths, settings["crop"],
              settings["lr"], settings["epochs"], settings.get("ema") or "-", epoch,
              f"{ranked['AP@3px']:.3f}", f"{ranked['Pd@1px']:.3f}",
              f"{ranked['err_mean@3px']:.2f}", f"{conf:.2f}",
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--subpixel", action="store_true", help="also score the first run without sub-pixel decoding")
+    p.add_argument("--fit", action="store_true",
+                   help="also score every run on the images it trained on: no better there than on validation = underfitting")
+    p.add_argument("--plain", action="store_true",
+                   help="also score every run with plain scores (sigmoid of the peak logit, not relative to the frame's clutter)")
     args = p.parse_args(argv)
 
     try:
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as e:
         print(f"error: {e}")
         return 1
-    _, val = split(samples, args.val_fraction, args.split_seed)
+    trained_on, val = split(samples, args.val_fraction, args.split_seed)
     print(f"validation: {len(val)} images, {sum(len(s.points) for s in val)} targets of {args.data} "
           f"(split seed {args.split_seed})")
     print(HEAD)
@@ -80,9 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointError as e:  # one bad run does not stop the table
             failures.append(str(e))
             continue
-        name = path.parent.parent.name  # runs/<name>/weights/best.pt
+        # runs/<name>/weights/best.pt is named by its run, any other file (weights/heatmap.pt) by itself
+        name = path.parent.parent.name if path.parent.name == "weights" and path.parent.parent.name not in ("", ".") else path.stem
         model = localizer_from_checkpoint(checkpoint, "cpu", path)
         print(row(name, checkpoint["train_args"], checkpoint["epoch"], model, val, curve(path)), flush=True)
+        if args.fit:
+            print(row(f"{name}, on its {len(trained_on)} training images", checkpoint["train_args"], checkpoint["epoch"],
+                      model, trained_on), flush=True)
+        if args.plain:
+            model.relative = False
+            print(row(f"{name}, plain scores", checkpoint["train_args"], checkpoint["epoch"], model, val), flush=True)
+            model.relative = True
         if args.subpixel and i == 0:
             model.subpixel = False
             print(row(f"{name}, no sub-pixel decoding", checkpoint["train_args"], checkpoint["epoch"], model, val), flush=True)

@@ -3,10 +3,11 @@
     python benchmarks/accuracy.py                 # table on data/test
     python benchmarks/accuracy.py --markdown      # the same, as the README's Markdown table
 
-Rows: the shipped heatmap model at its default threshold (and without sub-pixel decoding, to show
-that step's gain alone), the shipped regression model (single-target images only), the white
-top-hat baseline (element size and threshold chosen on data/train), and the seed article's
-recipes when their weights exist (train them with benchmarks/seed_recipe.py).
+Rows: the shipped heatmap model at its default threshold (and with plain rather than
+clutter-relative scores, and without sub-pixel decoding, to show each step's gain alone), the
+shipped regression model (single-target images only), the white top-hat baseline (element size
+and threshold chosen on data/train), and the seed article's recipes when their weights exist
+(train them with benchmarks/seed_recipe.py).
 Thresholds are never chosen on the data being scored.
 """
 
@@ -23,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from threshold import validation_split  # noqa: E402
 from tophat import TopHatDetector  # noqa: E402
 
+from simple_keypoint.checkpoint import load_checkpoint  # noqa: E402
 from simple_keypoint.dataset import Sample, load_dataset  # noqa: E402
 from simple_keypoint.evaluate import format_table, pick_threshold, predict_all, score  # noqa: E402
 from simple_keypoint.images import standardise  # noqa: E402
@@ -69,10 +72,12 @@ def silent_rate(model: Localizer, crops: list[np.ndarray]) -> float:
 
 
 def shipped_rows(samples: list[Sample], heatmap: str | Path | None, regression: str | Path | None,
-                 ablation: bool = False) -> dict[str, dict[str, float]]:
+                 ablation: bool = False, train_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
     """Rows of the shipped models that exist: the heatmap model at its default threshold (with the
-    share of target-free crops it stays silent on), optionally again without sub-pixel decoding, and
-    the regression model on the single-target images. tests/test_shipped_weights.py re-runs this."""
+    share of target-free crops it stays silent on), optionally again with plain scores (their own
+    threshold, picked on the model's validation split of ``train_dir``) and without sub-pixel
+    decoding, and the regression model on the single-target images. tests/test_shipped_weights.py
+    re-runs this."""
     rows: dict[str, dict[str, float]] = {}
     if heatmap and Path(heatmap).exists():
         model = load_model(heatmap, device="cpu")
@@ -82,6 +87,10 @@ def shipped_rows(samples: list[Sample], heatmap: str | Path | None, regression: 
         rows[name]["silent"] = silent_rate(model, crops)
         rows[name]["crops"] = len(crops)
         if ablation:
+            model.relative = False
+            plain_conf = pick_threshold(predict_all(model, validation_split(load_checkpoint(heatmap), train_dir)))
+            rows[f"heatmap, plain scores (threshold {plain_conf:.2f})"] = score(predict_all(model, samples), plain_conf)
+            model.relative = True
             model.subpixel = False
             rows["heatmap, no sub-pixel decoding"] = score(predict_all(model, samples), model.conf)
     if regression and Path(regression).exists():
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     samples, _ = load_dataset(args.data, progress=False)
     single = [s for s in samples if len(s.points) == 1]
-    rows = shipped_rows(samples, args.heatmap, args.regression, ablation=True)
+    rows = shipped_rows(samples, args.heatmap, args.regression, ablation=True, train_dir=args.train)
     tophat = tune_tophat(args.train)
     rows[f"top-hat {tophat.kernel.shape[0]}px + local max (threshold {tophat.conf:.2f})"] = score(
         predict_all(tophat, samples), tophat.conf)

@@ -55,6 +55,8 @@ CANDIDATES = {  # HeatmapNet constructor args timed with --candidates (untrained
     "6-12-24-48 fr4": dict(widths=(6, 12, 24, 48), full_res_channels=4),
     "4-8-16-32 fr4": dict(widths=(4, 8, 16, 32), full_res_channels=4),
     "8-16-32 fr4": dict(widths=(8, 16, 32), full_res_channels=4),
+    "8-24-48-96 fr4": dict(widths=(8, 24, 48, 96), full_res_channels=4),  # wider, for a net that underfits
+    "16-32-64-128 fr4": dict(widths=(16, 32, 64, 128), full_res_channels=4),
 }
 
 

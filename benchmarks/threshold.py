@@ -20,9 +20,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from simple_keypoint.dataset import DatasetError, load_dataset, split  # noqa: E402
+from simple_keypoint.dataset import DatasetError, Sample, load_dataset, split  # noqa: E402
 from simple_keypoint.evaluate import FALSE_ALARMS_PER_IMAGE, pick_threshold, predict_all, score  # noqa: E402
 from simple_keypoint.predict import localizer_from_checkpoint  # noqa: E402
+
+
+def validation_split(checkpoint: dict, data: str | None = None) -> list[Sample]:
+    """The validation images a run held out: its ``--val`` folder, or the split it carved from its
+    ``--data`` (or ``data``, where that folder is now) with its ``--val-fraction`` and ``--seed``."""
+    settings = checkpoint["train_args"]
+    if settings.get("val"):
+        return load_dataset(settings["val"], progress=False)[0]
+    samples, _ = load_dataset(data or settings["data"], progress=False)
+    return split(samples, settings["val_fraction"], settings["seed"])[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         checkpoint = load_checkpoint(args.checkpoint, "heatmap")
-        settings = checkpoint["train_args"]
-        if settings.get("val"):  # the run was validated on a folder of its own
-            val, _ = load_dataset(settings["val"], progress=False)
-        else:
-            samples, _ = load_dataset(args.data or settings["data"], progress=False)
-            _, val = split(samples, settings["val_fraction"], settings["seed"])
+        val = validation_split(checkpoint, args.data)
     except (CheckpointError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -80,7 +80,7 @@ def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAUL
                                         output: {0: "batch", 2: "height", 3: "width"} if output == "logits" else {0: "batch"}})
     model = onnx.load_from_string(buffer.getvalue())
     decode = {"conf": localizer.conf, "max_points": localizer.max_points, "max_side": localizer.max_side,
-              "subpixel": localizer.subpixel, **checkpoint.get("decode", {})}
+              "subpixel": localizer.subpixel, "relative": localizer.relative, **checkpoint.get("decode", {})}
     meta = {"method": localizer.method, "stride": str(stride), "output": output, "decode": json.dumps(decode),
             "model_args": json.dumps(checkpoint.get("model_args", {}))}
     for key, value in meta.items():

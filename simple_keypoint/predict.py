@@ -65,6 +65,7 @@ class FastHeatmapNet(nn.Module):
     def __init__(self, net: HeatmapNet):
         super().__init__()
         self.stem, self.down, self.up, self.stride = net.stem, net.down, net.up, net.stride
+        self.context = net.context
         deep, skip, head = net.to_full.deep, net.to_full.skip, net.head
         with torch.no_grad():
             h = head.weight[0, :, 0, 0]
@@ -107,11 +108,13 @@ class Localizer:
     """A trained model plus its decoding settings. Use :func:`load_model` to get one."""
 
     def __init__(self, method: str, net: torch.nn.Module | None, conf: float = 0.3, max_points: int = 20,
-                 device: str | torch.device | None = None, max_side: int = 4096, subpixel: bool = True):
+                 device: str | torch.device | None = None, max_side: int = 4096, subpixel: bool = True,
+                 relative: bool = True):
         self.method = method
         self.device = pick_device(device)
         self.net = net.to(self.device).eval() if net is not None else None
         self.conf, self.max_points, self.max_side, self.subpixel = conf, max_points, max_side, subpixel
+        self.relative = relative  # heatmap scores relative to the image's clutter (heatmap/decode.py)
         self.stride = net.stride if net is not None else 1
         self._fast: tuple[tuple[int, ...], torch.nn.Module] | None = None
 
@@ -192,7 +195,7 @@ class Localizer:
             points = np.array([[x * padded_w - 0.5, y * padded_h - 0.5, score]])
             points = points[points[:, 2] >= conf][:max_points]
         else:
-            points = decode_logits(out.cpu().numpy(), conf, max_points, self.subpixel)
+            points = decode_logits(out.cpu().numpy(), conf, max_points, self.subpixel, self.relative)
         if scale != 1.0:  # pixel centres scale as (u + 0.5) / scale - 0.5
             points[:, :2] = (points[:, :2] + 0.5) / scale - 0.5
         # The net saw the image padded to its stride; a regression point may land in the padding.

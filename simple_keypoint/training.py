@@ -72,6 +72,7 @@ def add_unet_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64],
                    help="channels at 1/2, 1/4, 1/8, 1/16 ... resolution")
     p.add_argument("--full-res-channels", type=int, default=4, help="channels of the last, full-resolution SEB")
+    p.add_argument("--context", action="store_true", help="a squeeze-and-excitation gate on the deepest map (whole-frame context)")
 
 
 class VisdomPlotter:
@@ -120,8 +121,8 @@ class VisdomPlotter:
             self.vis = None
 
 
-def write_history(out: Path, history: list[dict[str, float]]) -> None:
-    """losses.csv and losses.png in the run folder, rewritten after every epoch."""
+def write_history(out: Path, history: list[dict[str, float]], plot: bool = True) -> None:
+    """losses.csv (and, if ``plot``, losses.png) in the run folder, rewritten from the whole history."""
     if not history:
         return
     text = io.StringIO()
@@ -129,6 +130,8 @@ def write_history(out: Path, history: list[dict[str, float]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write(out / "losses.csv", text.getvalue().encode())
+    if not plot:
+        return
 
     import matplotlib
 
@@ -277,6 +280,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     # SIGTERM behaves like Ctrl+C: stop between steps; the last completed epoch is on disk.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     net.train()
+    plotted = -float("inf")
     try:
         for epoch in range(start_epoch + 1, args.epochs + 1):
             train_set.epoch = epoch
@@ -304,7 +308,11 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                 best_ap = ap
                 save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics, resumable=False))
             save_checkpoint(out / "weights" / "last.pt", checkpoint(epoch, conf, metrics, resumable=True))
-            write_history(out, history)
+            # The picture costs ~0.4 s (5 % of an epoch): redrawn every 30 s and at the end (after
+            # Ctrl+C it may lag by up to 30 s; --resume redraws it); the CSV every epoch.
+            plot = epoch == args.epochs or time.time() - plotted >= 30
+            write_history(out, history, plot)
+            plotted = time.time() if plot else plotted
             if plotter:
                 plotter.plot(epoch, {"train": row["train_loss"], "val": row["val_loss"]}, "loss")
                 plotter.plot(epoch, {"AP@3px": row["val_AP@3px"], "Pd@3px": row["val_Pd@3px"]}, "validation")

@@ -126,6 +126,7 @@ def test_fast_path_gives_the_plain_paths_points(models: dict) -> None:
     """FastHeatmapNet + decode_logits (what predict runs) == HeatmapNet + a float64 sigmoid map +
     decode_scores: the folded net, and decoding the logits rather than the scores, change nothing."""
     loc = load_model(models["heatmap"]["pt"], device="cpu")
+    loc.relative = False  # plain scores, so that decode_scores on the sigmoid map is the reference
     assert isinstance(loc._fast_net(), FastHeatmapNet)
     compared = 0
     for path in TEST_IMAGES[:8]:
@@ -141,9 +142,10 @@ def test_fast_path_gives_the_plain_paths_points(models: dict) -> None:
     assert compared >= 10
 
 
-@pytest.mark.parametrize("widths,full_res", [((8, 16, 32, 64), 4), ((4, 8), 1), ((8, 16, 32), 3)])
-def test_fast_heatmap_net_equals_heatmap_net(widths: tuple[int, ...], full_res: int) -> None:
-    net = randomise_batchnorm(HeatmapNet(widths, full_res), 4)
+@pytest.mark.parametrize("widths,full_res,context", [((8, 16, 32, 64), 4, False), ((4, 8), 1, False),
+                                                     ((8, 16, 32), 3, False), ((8, 16, 32, 64), 4, True)])
+def test_fast_heatmap_net_equals_heatmap_net(widths: tuple[int, ...], full_res: int, context: bool) -> None:
+    net = randomise_batchnorm(HeatmapNet(widths, full_res, context), 4)
     fast = FastHeatmapNet.checked(net)
     assert isinstance(fast, FastHeatmapNet)
     x = torch.randn(2, 1, 2 * net.stride, 3 * net.stride)
@@ -230,3 +232,11 @@ def test_seed_baseline_nets() -> None:
         xy = SeedRegressionNet().eval()(x)
     assert xy.shape == (1, 2) and bool(((xy > 0) & (xy < 1)).all())
     np.testing.assert_allclose(xy_point(torch.tensor([0.5, 0.25]), 256, 320), [[159.5, 63.5, 1.0]])
+
+
+def test_export_a_net_with_global_context(tmp_path: Path) -> None:
+    """--context nets (a whole-frame mean inside) export with dynamic sizes and match PyTorch."""
+    net = randomise_batchnorm(HeatmapNet((4, 8, 16), 2, context=True), 6)
+    checkpoint = {"method": "heatmap", "model_args": {"widths": (4, 8, 16), "full_res_channels": 2, "context": True},
+                  "model_state": net.state_dict(), "decode": {"conf": 0.3}}
+    assert export.export_onnx(checkpoint, tmp_path / "context.onnx") < 1e-4  # checked at two image sizes

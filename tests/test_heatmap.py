@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from simple_keypoint.heatmap.decode import decode_logits, decode_scores, local_maxima, refine_subpixel, top_points
+from simple_keypoint.heatmap.decode import (
+    CLUTTER_WEIGHT,
+    clutter_level,
+    decode_logits,
+    decode_scores,
+    local_maxima,
+    refine_subpixel,
+    top_points,
+)
 from simple_keypoint.heatmap.target import gaussian_heatmaps
 
 
@@ -52,18 +60,27 @@ def logit(p):
     return np.log(p) - np.log1p(-p)
 
 
-def reference_decode(logits, conf, k):
+def reference_level(logits):
+    """The clutter level by its definition: the value at rank floor(0.999 n) (0-based, ascending)
+    of the n values on every second row and column."""
+    values = np.sort(logits[::2, ::2].reshape(-1))
+    return float(values[min(int(0.999 * len(values)), len(values) - 1)])
+
+
+def reference_decode(logits, conf, k, relative=False):
     """decode_logits written out by its definition, pixel by pixel: a local maximum is >= its 8
-    neighbours and > the 4 before it in raster order; score = float64 sigmoid; best first, equal
-    scores in raster order; a parabola through the log-scores on each axis, inside the map."""
+    neighbours and > the 4 before it in raster order; score = float64 sigmoid of the logit (minus
+    CLUTTER_WEIGHT x the clutter level if ``relative``); best first, equal scores in raster order;
+    a parabola through the log-scores of the logits on each axis, inside the map."""
     h, w = logits.shape
+    offset = CLUTTER_WEIGHT * reference_level(logits) if relative else 0.0
     log_score = -np.logaddexp(0.0, -logits.astype(np.float64))
     peaks = []
     for v in range(h):
         for u in range(w):
             x = logits[v, u]
             earlier = [logits[v + dv, u + du] for dv, du in ((0, -1), (-1, -1), (-1, 0), (-1, 1)) if v + dv >= 0 and 0 <= u + du < w]
-            score = 1 / (1 + np.exp(-float(x)))
+            score = 1 / (1 + np.exp(-(float(x) - offset)))
             if x >= logits[max(v - 1, 0):v + 2, max(u - 1, 0):u + 2].max() and all(x > e for e in earlier) and score >= conf:
                 peaks.append((-score, v * w + u, u, v, score))
     points = []
@@ -98,7 +115,7 @@ def test_local_maxima_keeps_one_point_of_a_plateau():
     np.testing.assert_array_equal(local_maxima(heat), [0, 2 * 12 + 9, 5 * 12 + 4])
     assert len(decode_scores(heat, conf=0.3, max_points=10)) == 3
     logits = np.where(heat > 0, logit(np.clip(heat, 0.01, 0.99)) + 20 * (heat == 1), -5).astype(np.float32)
-    np.testing.assert_array_equal(decode_logits(logits, conf=0.3, max_points=10, subpixel=False)[:, :2],
+    np.testing.assert_array_equal(decode_logits(logits, conf=0.3, max_points=10, subpixel=False, relative=False)[:, :2],
                                   [[4, 5], [0, 0], [9, 2]])
 
 
@@ -123,7 +140,7 @@ def test_decode_finds_a_sub_pixel_gaussian(u, v, peak):
     np.testing.assert_array_equal(unrefined[0, :2], [round(u), round(v)])
     # The same map as a net's logits (a peak of 1 - 1e-9 is a logit of ~20.7, where float32's
     # sigmoid is exactly 1.0): the same point, and the score in float64.
-    from_logits = decode_logits(logit(np.maximum(heat, 1e-30)).astype(np.float32), conf=0.3, max_points=5)
+    from_logits = decode_logits(logit(np.maximum(heat, 1e-30)).astype(np.float32), conf=0.3, max_points=5, relative=False)
     np.testing.assert_allclose(from_logits[:, :2], points[:, :2], atol=1e-4)
     assert from_logits[0, 2] == pytest.approx(points[0, 2], rel=1e-6) and from_logits[0, 2] < 1.0
 
@@ -169,7 +186,7 @@ def test_confident_peaks_do_not_tie():
     # float32's sigmoid is exactly 1.0 for both: the scores must still rank 19 above 18.
     logits = np.full((20, 20), -6.0, np.float32)
     logits[5, 5], logits[12, 14] = 18.0, 19.0
-    points = decode_logits(logits, conf=0.5, max_points=5)
+    points = decode_logits(logits, conf=0.5, max_points=5, relative=False)
     np.testing.assert_array_equal(points[:, :2], [[14, 12], [5, 5]])
     assert 1 > points[0, 2] > points[1, 2] > 0.99999998
 
@@ -185,7 +202,32 @@ def test_decode_logits_equals_a_pixel_by_pixel_reference():
             logits = np.round(logits * 2) / 2
         logits = logits.astype(np.float32)
         conf, k = float(rng.choice([0.0, 0.1, 0.3, 0.5, 0.9])), int(rng.integers(0, 30))
-        got = decode_logits(logits, conf, k)
-        expected = reference_decode(logits, conf, k)
+        relative = bool(i % 2)
+        got = decode_logits(logits, conf, k, relative=relative)
+        expected = reference_decode(logits, conf, k, relative)
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-9, rtol=0)
+
+
+def test_scores_are_relative_to_the_images_clutter():
+    """The same target scores lower in a frame full of clutter than in a clean one (its plain
+    score is the same in both); within a frame, points and their order are those of the plain logits."""
+    rng = np.random.default_rng(1)
+    h, w = 256, 320  # a typical frame: its top 0.1 % is more than one blob
+    clean = -8.0 + 10.0 * gaussian(h, w, 30.3, 20.6) + rng.normal(0, 0.05, (h, w))
+    cluttered = clean.copy()
+    for u, v in rng.uniform([3, 3], [w - 3, h - 3], (60, 2)):
+        if np.hypot(u - 30.3, v - 20.6) > 6:
+            cluttered = np.maximum(cluttered, -8.0 + 7.0 * gaussian(h, w, u, v))
+    scores = {}
+    for name, logits in (("clean", clean), ("cluttered", cluttered)):
+        logits = logits.astype(np.float32)
+        relative = decode_logits(logits, conf=0.0, max_points=100)
+        plain = decode_logits(logits, conf=0.0, max_points=100, relative=False)
+        np.testing.assert_array_equal(relative[:, :2], plain[:, :2])
+        assert np.all(np.diff(relative[:, 2]) <= 0)
+        np.testing.assert_allclose(relative[0, :2], [30.3, 20.6], atol=0.1)  # a Gaussian in logits, not scores
+        scores[name] = relative[0, 2], plain[0, 2]
+    assert scores["clean"][1] == pytest.approx(scores["cluttered"][1], abs=1e-3)
+    assert logit(scores["clean"][0]) > logit(scores["cluttered"][0]) + 2.0  # logits 5.3 vs 2.3
+    assert clutter_level(np.zeros((0, 5), np.float32)) == 0.0

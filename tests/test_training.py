@@ -83,7 +83,7 @@ def test_heatmap_train_py_as_a_file_without_visdom_server(tiny_dataset, tmp_path
                         "--visdom", "--visdom-port", free_port())
     assert result.returncode == 0, result.stdout + result.stderr
     check_run_folder(out, "heatmap")
-    assert load_checkpoint(out / "weights" / "best.pt")["model_args"] == {"widths": (4, 8), "full_res_channels": 2}
+    assert load_checkpoint(out / "weights" / "best.pt")["model_args"] == {"widths": (4, 8), "full_res_channels": 2, "context": False}
     notices = [line for line in (result.stdout + result.stderr).splitlines() if line.strip().lower().startswith("visdom")]
     assert len(notices) == 1 and "no server" in notices[0], notices
     assert result.stderr.strip() == ""  # nothing else: no traceback, no client chatter

@@ -7,6 +7,10 @@ the annotation tool) and the benchmarks all decode through :func:`decode_logits`
 A net outputs logits; the sigmoid is monotonic, so peaks and the threshold are found on the
 logits and only the peaks' scores are computed, in float64: float32's sigmoid is exactly 1.0
 above a logit of ~17, which would tie confident peaks and leave their ranking (and so AP) to chance.
+
+A peak's score is relative to its own image's clutter (:func:`clutter_level`): one threshold and
+one ranking serve frames as different as a clean sky and a sunlit cloud bank. Within an image it
+changes no order and no position, only how images compare; the heatmap itself is left as the net made it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import cv2
 import numpy as np
 
 _KERNEL = np.ones((3, 3), np.uint8)
+# Score logit = peak logit - CLUTTER_WEIGHT x the image's clutter level. Chosen on validation
+# (README, "Ablation"): validation AP@3px +0.025 on average, higher for all 8 runs of 2 splits;
+# weights 0.25-0.75 and the 99th-99.9th percentile all helped, a weight of 1 did not.
+CLUTTER_QUANTILE = 0.999
+CLUTTER_WEIGHT = 0.5
 # A pixel's 4 raster-earlier neighbours (the row above and its left): dilating with this kernel
 # gives each pixel the largest of them.
 _EARLIER = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.uint8)
@@ -35,6 +44,17 @@ def local_maxima(heat: np.ndarray, floor: float = -math.inf) -> np.ndarray:
     if floor > -math.inf:
         is_peak &= heat >= floor
     return np.flatnonzero(is_peak)
+
+
+def clutter_level(heat: np.ndarray) -> float:
+    """How high an image's map runs away from its peaks: the 99.9th percentile of its values (the
+    top 0.1 % of a 256x320 map is ~80 pixels, a few blobs). Taken on every second row and column:
+    0.13 ms instead of 0.5 ms per 256x320 frame, validation AP the same to 0.001."""
+    sample = np.asarray(heat)[::2, ::2].reshape(-1)
+    if sample.size == 0:
+        return 0.0
+    k = min(int(CLUTTER_QUANTILE * sample.size), sample.size - 1)
+    return float(np.partition(sample, k)[k])
 
 
 def top_points(index: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,15 +103,17 @@ def refine_subpixel(heat: np.ndarray, peaks: np.ndarray, logits: bool = False) -
     return out
 
 
-def _decode(heat: np.ndarray, conf: float, max_points: int, subpixel: bool, logits: bool) -> np.ndarray:
+def _decode(heat: np.ndarray, conf: float, max_points: int, subpixel: bool, logits: bool,
+            relative: bool = False) -> np.ndarray:
     heat = np.asarray(heat)
     # float32 is what nets output; a float64 map stays float64, as casting it could create ties.
     heat = np.ascontiguousarray(heat, np.float64 if heat.dtype == np.float64 else np.float32)
+    offset = CLUTTER_WEIGHT * clutter_level(heat) if relative else 0.0
     # On logits, a floor slightly below logit(conf) keeps every candidate; the exact test is on the score.
     capped = min(conf, 0.999)
-    floor = (-math.inf if conf <= 0 else math.log(capped / (1 - capped)) - 1e-2) if logits else conf
+    floor = (-math.inf if conf <= 0 else math.log(capped / (1 - capped)) + offset - 1e-2) if logits else conf
     index = local_maxima(heat, floor)
-    values = heat.reshape(-1)[index].astype(np.float64)
+    values = heat.reshape(-1)[index].astype(np.float64) - offset
     with np.errstate(over="ignore"):  # exp(-logit) overflows below a logit of -709: score 0
         scores = 1.0 / (1.0 + np.exp(-values)) if logits else values
     keep = (scores >= conf) & (scores > 0)  # a zero score is no evidence of a target
@@ -100,10 +122,12 @@ def _decode(heat: np.ndarray, conf: float, max_points: int, subpixel: bool, logi
     return refine_subpixel(heat, points, logits) if subpixel else points
 
 
-def decode_logits(logits: np.ndarray, conf: float, max_points: int, subpixel: bool = True) -> np.ndarray:
+def decode_logits(logits: np.ndarray, conf: float, max_points: int, subpixel: bool = True,
+                  relative: bool = True) -> np.ndarray:
     """A net's (H, W) heatmap logits -> (N, 3) float64 ``(u, v, score)`` in its pixel coordinates,
-    best first: at most ``max_points`` local maxima with ``score = sigmoid(logit) >= conf``."""
-    return _decode(logits, conf, max_points, subpixel, logits=True)
+    best first: at most ``max_points`` local maxima with ``score >= conf``, where ``score =
+    sigmoid(logit - CLUTTER_WEIGHT * clutter_level(logits))``, or ``sigmoid(logit)`` if not ``relative``."""
+    return _decode(logits, conf, max_points, subpixel, logits=True, relative=relative)
 
 
 def decode_scores(scores: np.ndarray, conf: float, max_points: int, subpixel: bool = True) -> np.ndarray:

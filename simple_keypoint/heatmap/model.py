@@ -33,13 +33,28 @@ class SEB(nn.Module):
         return up * self.skip(skip)
 
 
+class GlobalContext(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018) on the deepest map: the image's mean feature gates
+    every channel, so the net can judge a blob against the whole frame (a speck in a clean sky vs
+    one among a cloud bank's hundred). A few hundred multiply-adds per frame."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.squeeze = nn.Conv2d(channels, max(channels // reduction, 1), 1)
+        self.excite = nn.Conv2d(max(channels // reduction, 1), channels, 1)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y * torch.sigmoid(self.excite(F.relu(self.squeeze(y.mean((2, 3), keepdim=True)))))
+
+
 class HeatmapNet(nn.Module):
     """Gray image (B, 1, H, W) -> heatmap logits (B, 1, H, W); H and W multiples of ``stride``.
 
-    ``widths`` are the channel counts at 1/2, 1/4, 1/8, 1/16 ... of the input size.
+    ``widths`` are the channel counts at 1/2, 1/4, 1/8, 1/16 ... of the input size; ``context``
+    adds a :class:`GlobalContext` gate on the deepest map.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64), full_res_channels: int = 4):
+    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64), full_res_channels: int = 4, context: bool = False):
         super().__init__()
         self.widths = tuple(widths)
         self.stride = 2 ** len(self.widths)
@@ -48,6 +63,7 @@ class HeatmapNet(nn.Module):
             nn.Sequential(conv_bn_relu(cin, cout, stride=2), conv_bn_relu(cout, cout))
             for cin, cout in zip(self.widths[:-1], self.widths[1:], strict=False)
         )
+        self.context = GlobalContext(self.widths[-1]) if context else None
         self.up = nn.ModuleList(
             SEB(deep, skip, skip) for deep, skip in zip(self.widths[:0:-1], self.widths[-2::-1], strict=False)
         )
@@ -62,6 +78,8 @@ class HeatmapNet(nn.Module):
         for block in self.down:
             skips.append(block(skips[-1]))
         y = skips.pop()
+        if self.context is not None:
+            y = self.context(y)
         for seb in self.up:
             y = seb(y, skips.pop())
         return y

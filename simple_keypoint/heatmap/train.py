@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         target = gaussian_heatmaps(points, counts, images.shape[-2], images.shape[-1], args.sigma)
         return heatmap_loss(net(images), target, args.loss, args.pos_weight)
 
-    model_args = {"widths": tuple(args.widths), "full_res_channels": args.full_res_channels}
+    model_args = {"widths": tuple(args.widths), "full_res_channels": args.full_res_channels, "context": args.context}
     training.train(args, "heatmap", model_args, loss_fn)
     return 0
 

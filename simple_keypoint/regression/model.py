@@ -26,10 +26,10 @@ def cell_centres(n: int, device: torch.device) -> torch.Tensor:
 class RegressionNet(nn.Module):
     """Gray image (B, 1, H, W) -> (B, 2) normalised (x, y); H and W multiples of ``stride``."""
 
-    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64), full_res_channels: int = 4):
+    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64), full_res_channels: int = 4, context: bool = False):
         super().__init__()
         self.widths = tuple(widths)
-        self.scorer = HeatmapNet(self.widths, full_res_channels)
+        self.scorer = HeatmapNet(self.widths, full_res_channels, context)
         self.stride = self.scorer.stride
 
     def score_map(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         target = (points[:, 0] + 0.5) / size
         return ((net(images) - target) ** 2).mean()
 
-    model_args = {"widths": tuple(args.widths), "full_res_channels": args.full_res_channels}
+    model_args = {"widths": tuple(args.widths), "full_res_channels": args.full_res_channels, "context": args.context}
     training.train(args, "regression", model_args, loss_fn, max_targets=1, min_targets=1, keep_target_in_crop=True)
     return 0
 
