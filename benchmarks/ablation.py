@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointError as e:  # one bad run does not stop the table
             failures.append(str(e))
             continue
-        # runs/<name>/weights/best.pt is named by its run, any other file (weights/heatmap.pt) by itself
-        name = path.parent.parent.name if path.parent.name == "weights" and path.parent.parent.name not in ("", ".") else path.stem
+        run = path.parent.parent.name  # runs/<run>/weights/best.pt; any other file (weights/heatmap.pt) by its own name
+        name = run if path.parent.name == "weights" and run else path.stem
         model = localizer_from_checkpoint(checkpoint, "cpu", path)
         print(row(name, checkpoint["train_args"], checkpoint["epoch"], model, val, curve(path)), flush=True)
         if args.fit:

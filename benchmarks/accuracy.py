@@ -31,15 +31,14 @@ from simple_keypoint.checkpoint import load_checkpoint  # noqa: E402
 from simple_keypoint.dataset import Sample, load_dataset  # noqa: E402
 from simple_keypoint.evaluate import format_table, pick_threshold, predict_all, score  # noqa: E402
 from simple_keypoint.images import standardise  # noqa: E402
-from simple_keypoint.predict import Localizer, load_model  # noqa: E402
+from simple_keypoint.predict import Localizer, load_model, localizer_from_checkpoint  # noqa: E402
 
 COLUMNS = ["images", "targets", "AP@3px", "Pd@3px", "FA/img@3px", "FA/MPx@3px", "err_mean@3px", "err_median@3px",
            "Pd@1px", "Pd@2px"]
 
 
-def tune_tophat(train_dir: str) -> TopHatDetector:
+def tune_tophat(samples: list[Sample]) -> TopHatDetector:
     """Pick the element size by AP on the training split, then its threshold (the models' false-alarm budget)."""
-    samples, _ = load_dataset(train_dir, progress=False)
     best = max((score(predict_all(TopHatDetector(size), samples), 0.0)["AP@3px"], size) for size in (5, 7, 9, 11, 15))
     detector = TopHatDetector(best[1])
     detector.conf = pick_threshold(predict_all(detector, samples))
@@ -72,15 +71,16 @@ def silent_rate(model: Localizer, crops: list[np.ndarray]) -> float:
 
 
 def shipped_rows(samples: list[Sample], heatmap: str | Path | None, regression: str | Path | None,
-                 ablation: bool = False, train_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
+                 ablation: bool = False, train: list[Sample] | None = None) -> dict[str, dict[str, float]]:
     """Rows of the shipped models that exist: the heatmap model at its default threshold (with the
     share of target-free crops it stays silent on), optionally again with plain scores (their own
-    threshold, picked on the model's validation split of ``train_dir``) and without sub-pixel
+    threshold, picked on the model's validation split of ``train``) and without sub-pixel
     decoding, and the regression model on the single-target images. tests/test_shipped_weights.py
     re-runs this."""
     rows: dict[str, dict[str, float]] = {}
     if heatmap and Path(heatmap).exists():
-        model = load_model(heatmap, device="cpu")
+        checkpoint = load_checkpoint(heatmap)
+        model = localizer_from_checkpoint(checkpoint, "cpu", heatmap)
         name = f"heatmap (shipped, threshold {model.conf:.2f})"
         rows[name] = score(predict_all(model, samples), model.conf)
         crops = target_free_crops(samples)
@@ -88,7 +88,7 @@ def shipped_rows(samples: list[Sample], heatmap: str | Path | None, regression: 
         rows[name]["crops"] = len(crops)
         if ablation:
             model.relative = False
-            plain_conf = pick_threshold(predict_all(model, validation_split(load_checkpoint(heatmap), train_dir)))
+            plain_conf = pick_threshold(predict_all(model, validation_split(checkpoint, samples=train)))
             rows[f"heatmap, plain scores (threshold {plain_conf:.2f})"] = score(predict_all(model, samples), plain_conf)
             model.relative = True
             model.subpixel = False
@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
 
     samples, _ = load_dataset(args.data, progress=False)
     single = [s for s in samples if len(s.points) == 1]
-    rows = shipped_rows(samples, args.heatmap, args.regression, ablation=True, train_dir=args.train)
-    tophat = tune_tophat(args.train)
+    train, _ = load_dataset(args.train, progress=False)
+    rows = shipped_rows(samples, args.heatmap, args.regression, ablation=True, train=train)
+    tophat = tune_tophat(train)
     rows[f"top-hat {tophat.kernel.shape[0]}px + local max (threshold {tophat.conf:.2f})"] = score(
         predict_all(tophat, samples), tophat.conf)
     seed = Path(args.seed_weights)

@@ -25,13 +25,15 @@ from simple_keypoint.evaluate import FALSE_ALARMS_PER_IMAGE, pick_threshold, pre
 from simple_keypoint.predict import localizer_from_checkpoint  # noqa: E402
 
 
-def validation_split(checkpoint: dict, data: str | None = None) -> list[Sample]:
+def validation_split(checkpoint: dict, data: str | None = None, samples: list[Sample] | None = None) -> list[Sample]:
     """The validation images a run held out: its ``--val`` folder, or the split it carved from its
-    ``--data`` (or ``data``, where that folder is now) with its ``--val-fraction`` and ``--seed``."""
+    ``--data`` (or ``data``, where that folder is now; or ``samples``, that folder already read)
+    with its ``--val-fraction`` and ``--seed``."""
     settings = checkpoint["train_args"]
     if settings.get("val"):
         return load_dataset(settings["val"], progress=False)[0]
-    samples, _ = load_dataset(data or settings["data"], progress=False)
+    if samples is None:
+        samples, _ = load_dataset(data or settings["data"], progress=False)
     return split(samples, settings["val_fraction"], settings["seed"])[1]
 
 

@@ -40,8 +40,9 @@ class GlobalContext(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 4):
         super().__init__()
-        self.squeeze = nn.Conv2d(channels, max(channels // reduction, 1), 1)
-        self.excite = nn.Conv2d(max(channels // reduction, 1), channels, 1)
+        hidden = max(channels // reduction, 1)
+        self.squeeze = nn.Conv2d(channels, hidden, 1)
+        self.excite = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return y * torch.sigmoid(self.excite(F.relu(self.squeeze(y.mean((2, 3), keepdim=True)))))
