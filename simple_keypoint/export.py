@@ -1,4 +1,4 @@
-"""Export a checkpoint of either method to ONNX, for onnxruntime or any other ONNX runtime.
+"""Export a checkpoint of any registered method to ONNX, for onnxruntime or any other ONNX runtime.
 
     python -m simple_keypoint.export --weights weights/heatmap.pt --out heatmap.onnx
     python detect.py --weights heatmap.onnx            # runs it through onnxruntime
@@ -9,7 +9,7 @@ each image standardised (zero mean, unit std, ``simple_keypoint.images.standardi
 zero-padded on the bottom/right so H and W are multiples of the stride stored in the metadata.
 Batch, H and W are dynamic.
 
-Outputs:
+Outputs (each method's ``onnx_output``, see ``simple_keypoint.method``):
   heatmap     ``logits`` (B, 1, H, W): heatmap *logits*; ``sigmoid(logits)`` is the heatmap. Logits,
               not the heatmap, so the decoder can find peaks and thresholds on them and take the
               sigmoid of the few peaks only (and a float32 sigmoid saturates to 1.0 for strong
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -37,39 +38,30 @@ import torch
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
 from simple_keypoint.labels import atomic_write
-from simple_keypoint.predict import FastHeatmapNet, localizer_from_checkpoint
+from simple_keypoint.methods import decode_settings, get_method, net_from_checkpoint
+from simple_keypoint.onnx_session import onnx_session
 
 DEFAULT_OPSET = 17
 
 
-class _Locate(torch.nn.Module):
-    """The regression net's ``locate`` (x, y, confidence) as a module's forward, for export."""
-
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.locate(x)
-
-
 def export_module(method: str, net: torch.nn.Module) -> tuple[torch.nn.Module, str]:
-    """The module to export and its output name."""
-    if method == "heatmap":
-        return FastHeatmapNet.checked(net).eval(), "logits"
-    return _Locate(net).eval(), "locate"
+    """The module to export for a ``method`` net and its output name."""
+    spec = get_method(method)
+    return spec.inference_net(net).eval(), spec.onnx_output
 
 
 def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAULT_OPSET,
-                check_size: tuple[int, int] = (96, 128)) -> float:
+                check_size: tuple[int, int] = (96, 128), path: str | os.PathLike = "<checkpoint>") -> float:
     """Write ``checkpoint`` as an ONNX file at ``out``; returns the largest difference between
-    onnxruntime's and PyTorch's outputs on a random batch (checked at two image sizes)."""
+    onnxruntime's and PyTorch's outputs on a random batch (checked at two image sizes).
+    ``path`` names the checkpoint in errors."""
     import onnx
-    import onnxruntime as ort
 
-    localizer = localizer_from_checkpoint(checkpoint, device="cpu")
-    module, output = export_module(localizer.method, localizer.net)
-    stride = localizer.stride
+    method, net = net_from_checkpoint(checkpoint, path)
+    decode = decode_settings(checkpoint.get("decode"), path)
+    net = net.to("cpu").eval()
+    module, output = method.inference_net(net).eval(), method.onnx_output
+    stride = net.stride
     dummy = torch.randn(1, 1, 2 * stride, 2 * stride)
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notices
@@ -77,19 +69,17 @@ def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAUL
         torch.onnx.export(module, (dummy,), buffer, dynamo=False, opset_version=opset, input_names=["image"],
                           output_names=[output], do_constant_folding=True,
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        output: {0: "batch", 2: "height", 3: "width"} if output == "logits" else {0: "batch"}})
+                                        output: method.onnx_dynamic_axes()})
     model = onnx.load_from_string(buffer.getvalue())
-    decode = {"conf": localizer.conf, "max_points": localizer.max_points, "max_side": localizer.max_side,
-              "subpixel": localizer.subpixel, "relative": localizer.relative, **checkpoint.get("decode", {})}
-    meta = {"method": localizer.method, "stride": str(stride), "output": output, "decode": json.dumps(decode),
+    meta = {"method": method.name, "stride": str(stride), "output": output, "decode": json.dumps(decode.as_dict()),
             "model_args": json.dumps(checkpoint.get("model_args", {}))}
     for key, value in meta.items():
         model.metadata_props.add(key=f"simple_keypoint_{key}", value=value)
-    model.doc_string = f"simple_keypoint {localizer.method} model; see python -m simple_keypoint.export --help"
+    model.doc_string = f"simple_keypoint {method.name} model; see python -m simple_keypoint.export --help"
     onnx.checker.check_model(model)
     data = model.SerializeToString()
 
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    session = onnx_session(data)
     worst = 0.0
     generator = torch.Generator().manual_seed(0)
     for h, w in (check_size, (check_size[0] + stride, check_size[1] - stride)):  # a second size proves dynamic H, W
@@ -105,7 +95,7 @@ def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAUL
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m simple_keypoint.export", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="a checkpoint (.pt) of either method")
+    p.add_argument("--weights", required=True, help="a checkpoint (.pt) of any method")
     p.add_argument("--out", default=None, help="the .onnx file to write (default: the weights' name with .onnx)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset, >= 17 (default: %(default)s)")
     args = p.parse_args(argv)
@@ -125,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         checkpoint = load_checkpoint(args.weights)
-        worst = export_onnx(checkpoint, out, args.opset)
+        worst = export_onnx(checkpoint, out, args.opset, path=args.weights)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

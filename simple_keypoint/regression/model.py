@@ -6,8 +6,9 @@ pixel, a softmax turns the scores into weights, the weighted mean of each pixel'
 taken in logit space, and a sigmoid maps it back to (0, 1). The output is still a plain (x, y)
 trained with MSE, but it moves with the target (a soft-argmax, as in DSNT, Nibali et al. 2018).
 
-The scoring CNN is the heatmap method's SEB U-shape, so the two methods differ only in what they
-learn from: here one coordinate pair per image, there a Gaussian drawn at every point.
+The scoring CNN is the shared SEB U-shape (:mod:`simple_keypoint.backbone`), as in the heatmap
+method, so the two differ only in what they learn from: here one coordinate pair per image, there
+a Gaussian drawn at every point.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simple_keypoint.heatmap.model import HeatmapNet
+from simple_keypoint.backbone import SEBUNet
 
 
 def cell_centres(n: int, device: torch.device) -> torch.Tensor:
@@ -29,7 +30,7 @@ class RegressionNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64), full_res_channels: int = 4, context: bool = False):
         super().__init__()
         self.widths = tuple(widths)
-        self.scorer = HeatmapNet(self.widths, full_res_channels, context)
+        self.scorer = SEBUNet(self.widths, full_res_channels, context)
         self.stride = self.scorer.stride
 
     def score_map(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,24 @@
+"""The one way this package opens an onnxruntime session (prediction, export's check, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def onnx_session(model: str | os.PathLike | bytes, threads: int = 0, optimization: Any = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the CPU for a file or serialized model.
+
+    ``threads``: intra-op threads (0 = onnxruntime's default, all cores); one inter-op thread,
+    as these graphs are a single chain. ``optimization``: a ``GraphOptimizationLevel`` (default
+    onnxruntime's). onnxruntime's own errors pass through (it exports no error types to catch).
+    """
+    import onnxruntime as ort  # only the ONNX backend needs it
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if optimization is not None:
+        options.graph_optimization_level = optimization
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=["CPUExecutionProvider"])
