@@ -1,4 +1,4 @@
-"""detect.py and the evaluate CLI on awkward folders: output next to or around the input, empty
+"""detect.py (the top-level script, run in-process) and the evaluate CLI on awkward folders: output next to or around the input, empty
 and missing folders, non-ASCII paths. Run in-process (same main() as the command line)."""
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from simple_keypoint.checkpoint import save_checkpoint
+from simple_keypoint.detect import DetectOptions, list_sources
+from simple_keypoint.detect import detect as run_detect
 from simple_keypoint.evaluate import main as evaluate_main
 from simple_keypoint.labels import write_labels
-from simple_keypoint.predict import build_model
+from simple_keypoint.predict import build_model, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("detect_cli", REPO / "detect.py")
@@ -152,7 +154,7 @@ def test_detect_one_file_raising_does_not_stop_the_batch(tmp_path: Path, weights
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """An OpenCV or torch error on one file (e.g. out of memory on a huge frame) is one failure line."""
     images(tmp_path / "in", ("a.png", "b.png", "c.png"))
-    model = detect.load_model(weights)
+    model = load_model(weights)
     predict = model.predict_with_heatmap
 
     def flaky(image, **kwargs):
@@ -161,7 +163,10 @@ def test_detect_one_file_raising_does_not_stop_the_batch(tmp_path: Path, weights
         return predict(image, **kwargs)
 
     monkeypatch.setattr(model, "predict_with_heatmap", flaky)
-    sources = sorted((tmp_path / "in").iterdir())
-    done, _, failures, _ = detect.detect(model, sources, tmp_path / "out", None, 5, progress=False)
-    assert done == 2
-    assert failures == [f"{sources[1]}: RuntimeError: DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes."]
+    sources = list_sources(str(tmp_path / "in"))
+    for sub in ("overlays", "labels"):
+        (tmp_path / "out" / sub).mkdir(parents=True)
+    report = run_detect(model, sources, tmp_path / "out", DetectOptions(max_points=5))
+    assert report.frames == 2
+    assert report.failures == [f"{sources[1]}: RuntimeError: DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes."]
+    assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == ["a.txt", "c.txt"]

@@ -1,0 +1,86 @@
+"""The ``simple-keypoint`` command: one front door to the project's entry points.
+
+Each subcommand hands the rest of the command line to the same ``main(argv)`` that ``python detect.py``
+and ``python -m ...`` run, so both spellings behave identically. Modules load only when their
+subcommand is used (torch takes seconds to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+from simple_keypoint import __version__
+
+# subcommand -> (module, one-line help); every module has main(argv) -> exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "detect": ("simple_keypoint.detect", "run a model on images, folders, globs, videos, a webcam or a stream"),
+    "train": ("", "train a model: simple-keypoint train {heatmap,regression} [options]"),
+    "evaluate": ("simple_keypoint.evaluate", "score a model on labelled folders (Pd, false alarms, AP)"),
+    "export": ("simple_keypoint.export", "export a checkpoint to ONNX"),
+    "convert": ("simple_keypoint.convert", "convert labels from other formats"),
+    "label": ("landmark_annotation.__main__", "the click-to-label desktop tool"),
+}
+TRAINERS: dict[str, str] = {
+    "heatmap": "simple_keypoint.heatmap.train",
+    "regression": "simple_keypoint.regression.train",
+}
+
+
+class CommandUnavailable(RuntimeError):
+    """A subcommand whose module is not part of this installation."""
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: simple-keypoint COMMAND [options]   (simple-keypoint COMMAND --help for its options)",
+             "", "Find tiny point targets in infrared images.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "options:", "  -h, --help     show this message", "  --version      print the version"]
+    return "\n".join(lines)
+
+
+def load_main(module: str) -> Callable[[list[str] | None], int]:
+    """``module.main``; raises CommandUnavailable when the module itself is missing (not one of its imports)."""
+    try:
+        return importlib.import_module(module).main
+    except ModuleNotFoundError as e:
+        if e.name is not None and (module == e.name or module.startswith(e.name + ".")):
+            raise CommandUnavailable(f"{module} is not part of simple-keypoint {__version__}") from None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(f"simple-keypoint {__version__}")
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = COMMANDS[command][0]
+    if command == "train":
+        if not rest or rest[0] not in TRAINERS:
+            text = f"usage: simple-keypoint train {{{','.join(TRAINERS)}}} [options]   (... METHOD --help for its options)"
+            if rest and rest[0] in ("-h", "--help"):
+                print(text)
+                return 0
+            given = f"unknown method {rest[0]!r}; " if rest else "a method is needed; "
+            print(f"error: {given}{text[len('usage: '):]}", file=sys.stderr)
+            return 2
+        module, rest = TRAINERS[rest[0]], rest[1:]
+    try:
+        entry = load_main(module)
+    except CommandUnavailable as e:
+        print(f"error: simple-keypoint {command} is not available: {e}", file=sys.stderr)
+        return 2
+    return entry(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
