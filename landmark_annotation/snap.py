@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from simple_keypoint.convert import mask_components
+
 # Half-size of the window the region may grow in and whose pixels give the noise estimate.
 CONTEXT_HALF = 24
 # The seed must stand this many noise sigmas above the background, or nothing is snapped.
@@ -118,14 +120,12 @@ def snap_region(gray: np.ndarray, u: float, v: float, radius: int = 3) -> Snap:
     # One more ring of pixels, weighted by their (small) height: the centroid then moves smoothly
     # instead of jumping as boundary pixels cross the threshold.
     region = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    vs, us = np.nonzero(region)
-    vs, us = vs + rows.start, us + cols.start
     # Weights: intensity above the local background. Mask-centroid labels weight by raw gray; on
     # a high pedestal that is the region's plain geometric centre, which is off by the threshold's
     # pixel steps, while on SIRST's masks both agree equally well (docs/annotation.md).
-    weights = np.clip(gray[vs, us].astype(np.float64) - background, 0.0, None) + 1e-6
-    point = (float((weights * us).sum() / weights.sum()), float((weights * vs).sum() / weights.sum()))
-    return Snap(point, np.stack([vs, us], axis=1), "")
+    (u_in, v_in), = mask_components(region, np.clip(patch.astype(np.float64) - background, 0.0, None))[0]
+    vs, us = np.nonzero(region)
+    return Snap((float(u_in) + cols.start, float(v_in) + rows.start), np.stack([vs + rows.start, us + cols.start], axis=1), "")
 
 
 def snap_point(gray: np.ndarray, u: float, v: float, radius: int = 3) -> tuple[float, float] | None:

@@ -57,7 +57,7 @@ def test_snap_near_the_border():
     image = spot_image(40, 40, (0.3, 39.0), 100, 10)
     u, v = snap_point(image, 1, 38)
     # Half the spot is cut off, so the centroid of what is visible sits a little inside; it stays in the image.
-    assert abs(v - 39.0) < 0.5 and abs(u - 0.3) < 0.5 and v <= 39.5 and u >= -0.5
+    assert abs(v - 39.0) < 0.6 and abs(u - 0.3) < 0.6 and v <= 39.5 and u >= -0.5
 
 
 # ---- display -------------------------------------------------------------------------------------
