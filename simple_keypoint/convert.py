@@ -219,7 +219,8 @@ def read_coco_keypoints(path: str | os.PathLike, problems: list[str] | None = No
         if not isinstance(image, dict):
             raise ConvertError(path, f"images[{i}] is not an object")
         name, width, height = image.get("file_name"), _positive_int(image.get("width")), _positive_int(image.get("height"))
-        if not isinstance(name, str) or not name or width is None or height is None or "id" not in image:
+        if (not isinstance(name, str) or not name or width is None or height is None
+                or isinstance(image.get("id"), bool) or not isinstance(image.get("id"), (int, str))):
             raise ConvertError(path, f"images[{i}] needs id, file_name, width and height")
         if image["id"] in images:
             raise ConvertError(path, f"images[{i}]: image id {image['id']!r} is listed twice")
@@ -228,7 +229,7 @@ def read_coco_keypoints(path: str | os.PathLike, problems: list[str] | None = No
     bad: dict[object, str] = {}
     for i, annotation in enumerate(annotations):
         image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
-        if image_id not in images:
+        if not isinstance(image_id, (int, str)) or image_id not in images:
             raise ConvertError(path, f"annotations[{i}] refers to no listed image (image_id {image_id!r})")
         if image_id in bad:
             continue
@@ -394,7 +395,7 @@ def from_labelme(json_dir: Path, labels_dir: Path, overwrite: bool, progress: bo
                              else f"{json_dir}: no such folder")
     else:
         labels_dir.mkdir(parents=True, exist_ok=True)
-    points_total, written = 0, 0
+    points_total, written, shapes_total = 0, 0, 0
     for path in tqdm(files, desc="labelme -> labels", unit="file", disable=not progress):
         label_path = labels_dir / f"{path.stem}.txt"
         if label_path.exists() and not overwrite:
@@ -412,11 +413,11 @@ def from_labelme(json_dir: Path, labels_dir: Path, overwrite: bool, progress: bo
             continue
         if shapes_left_out:
             report.skipped.append(f"{path}: {len(shapes_left_out)} non-point shape(s) left out")
+            shapes_total += len(shapes_left_out)
         points_total += len(points)
         written += 1
-    shapes = sum(int(line.split(": ")[-1].split()[0]) for line in report.skipped)
     return report.print(f"{len(files)} labelme file(s): {written} label file(s) written with {points_total} point(s);"
-                        f" {shapes} non-point shape(s) left out")
+                        f" {shapes_total} non-point shape(s) left out")
 
 
 def _labelled_images(dataset: Path, report: Report) -> list[tuple[Path, np.ndarray, tuple[int, int]]]:

@@ -51,6 +51,19 @@ def test_mask_points_reproduce_sirst_labels(split: str) -> None:
     assert worst < 1e-3
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_nudt_sirst_labels_are_the_converters(split: str) -> None:
+    folder = REPO / "data" / "nudt-sirst" / split
+    images = find_images(folder / "images")
+    assert len(images) == {"train": 663, "test": 664}[split]
+    for image_path in images:
+        gray = to_gray(read_image(image_path))
+        points = mask_points(read_image(folder / "masks" / image_path.name), gray)
+        shipped = read_labels(folder / "labels" / f"{image_path.stem}.txt")[:, :2] * 256 - 0.5
+        assert len(points) >= 1 and points.shape == shipped.shape, image_path.name
+        np.testing.assert_allclose(points, shipped, atol=256 * 1e-6, err_msg=image_path.name)
+
+
 def test_mask_points_weights_and_8_connectivity() -> None:
     mask = np.zeros((6, 8), np.uint8)
     mask[1, 1] = mask[2, 2] = 255  # diagonal neighbours: one component under 8-connectivity
@@ -190,6 +203,10 @@ def test_coco_reads_per_image_keypoints_and_skips_bad_images(tmp_path: Path) -> 
     ({"annotations": []}, "no 'images' list"),
     ({"images": [{"id": 1, "file_name": "a.png"}]}, "needs id, file_name, width and height"),
     ({"images": [], "annotations": [{"image_id": 3, "keypoints": [1, 1, 2]}]}, "refers to no listed image"),
+    ({"images": [{"id": [1], "file_name": "a.png", "width": 2, "height": 2}]}, "needs id"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 2, "height": 2}],
+      "annotations": [{"image_id": [1], "keypoints": [1, 1, 2]}]}, "refers to no listed image"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 2, "height": 2}] * 2}, "listed twice"),
 ])
 def test_coco_bad_schema(tmp_path: Path, document: dict, reason: str) -> None:
     path = tmp_path / "bad.json"
