@@ -295,6 +295,13 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # outputs that already existed (no --overwrite)
 
+    def keeps(self, path: Path, overwrite: bool) -> bool:
+        """True (and noted) when ``path`` exists and may not be replaced."""
+        if path.exists() and not overwrite:
+            self.kept.append(str(path))
+            return True
+        return False
+
     def print(self, summary: str) -> int:
         for line in self.skipped:
             print(f"skipped: {line}", file=sys.stderr)
@@ -340,8 +347,7 @@ def convert_masks(dataset: Path, overwrite: bool, empty_is_no_target: bool, prog
     points_total, no_target, per_image, areas = 0, 0, Counter(), []
     for image_path in tqdm(images, desc="masks -> points", unit="image", disable=not progress):
         label_path = labels_dir / f"{image_path.stem}.txt"
-        if label_path.exists() and not overwrite:
-            report.kept.append(str(label_path))
+        if report.keeps(label_path, overwrite):
             continue
         mask_path = masks.get(image_path.stem)
         if mask_path is None:
@@ -398,8 +404,7 @@ def from_labelme(json_dir: Path, labels_dir: Path, overwrite: bool, progress: bo
     points_total, written, shapes_total = 0, 0, 0
     for path in tqdm(files, desc="labelme -> labels", unit="file", disable=not progress):
         label_path = labels_dir / f"{path.stem}.txt"
-        if label_path.exists() and not overwrite:
-            report.kept.append(str(label_path))
+        if report.keeps(label_path, overwrite):
             continue
         shapes_left_out: list[str] = []
         try:
@@ -451,8 +456,7 @@ def to_labelme(dataset: Path, out_dir: Path, overwrite: bool) -> int:
     written, points_total = 0, 0
     for image_path, points, (width, height) in items:
         path = out_dir / f"{image_path.stem}.json"
-        if path.exists() and not overwrite:
-            report.kept.append(str(path))
+        if report.keeps(path, overwrite):
             continue
         try:
             write_labelme(path, points, os.path.relpath(image_path, out_dir), width, height)
@@ -486,8 +490,7 @@ def from_coco(coco_file: Path, labels_dir: Path, overwrite: bool) -> int:
             report.failed.append(f"{coco_file}: file names {names} share the stem {stem!r}; none written")
             continue
         label_path = labels_dir / f"{stem}.txt"
-        if label_path.exists() and not overwrite:
-            report.kept.append(str(label_path))
+        if report.keeps(label_path, overwrite):
             continue
         try:
             write_labels(label_path, items[names[0]])
