@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_annotation.snap import snap_point
+from landmark_annotation.snap import snap_region
 from simple_keypoint.images import ImageError, find_images, read_image, to_gray
 from simple_keypoint.labels import LabelError, normalised_to_pixel, pixel_to_normalised, read_labels, write_labels
 
@@ -30,10 +30,22 @@ Proposer = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class State:
-    """What one image's label file says: ``labelled=False`` means no file at all."""
+    """What one image's label file says: ``labelled=False`` means no file at all. ``uncertain``
+    holds the indices of points flagged uncertain (kept in the file's optional flag column)."""
 
     points: Points = ()
     labelled: bool = False
+    uncertain: frozenset[int] = frozenset()
+
+
+# Review states of an image, as the file list shows them.
+REVIEW_STATES = ("unlabelled", "labelled", "no target", "unreadable", "proposals pending", "uncertain")
+# Proposal score threshold steps (keys , and .).
+THRESHOLD_STEP = 0.05
+# How far (pixels) around the predicted position a carried point searches in the next frame, and
+# how close a model proposal must be to that prediction to be used instead.
+TRACK_RADIUS = 4
+TRACK_AGREE = 3.0
 
 
 UNLABELLED = State()
@@ -55,7 +67,14 @@ class Session:
         self.raw: np.ndarray | None = None  # the image as stored (for pixel values)
         self.gray: np.ndarray | None = None  # raw scale, one channel (snapping, display)
         self.state = UNLABELLED
-        self.proposals: np.ndarray = np.zeros((0, 2))
+        self.proposals: np.ndarray = np.zeros((0, 3))  # u, v, score (all of them; see shown_proposals)
+        self.score_threshold = 0.0
+        self.last_click: tuple[tuple[float, float], tuple[float, float]] | None = None  # click -> where it went
+        self.history: dict[int, tuple[list[State], list[State]]] = {}  # per-image undo/redo, kept while running
+        self.tracks: dict[int, Points] = {}  # image index -> points as last labelled (motion for carrying)
+        self.pending: set[int] = set()  # images shown with proposals not accepted yet
+        self.uncertain_images: set[int] = set()
+        self._disk_bytes: bytes | None = None  # the label file as last read or written (None: no file)
         self.selected: int | None = None
         self.undo_stack: list[State] = []
         self.redo_stack: list[State] = []
@@ -67,13 +86,14 @@ class Session:
         self.malformed: dict[int, str] = {}  # image index -> LabelError text, until replaced
         self._drag_from: State | None = None
         self._disk_state = UNLABELLED
-        self._carried = np.zeros((0, 2))
         self.labelled: set[int] = set()  # images with a valid label file
         for i in range(len(self.images)):
             if self.label_path(i).is_file():
                 try:
-                    read_labels(self.label_path(i))
+                    points = read_labels(self.label_path(i), with_flags=True)
                     self.labelled.add(i)
+                    if points[:, 3].any():
+                        self.uncertain_images.add(i)
                 except LabelError as e:  # counted as unlabelled, so "next unlabelled" visits it
                     self.malformed[i] = str(e)
         if self.malformed:
@@ -100,14 +120,19 @@ class Session:
         if not path.is_file():
             return UNLABELLED
         try:
-            xy = read_labels(path)[:, :2]
-        except LabelError as e:
+            self._disk_bytes = path.read_bytes()
+            points = read_labels(path, with_flags=True)
+        except (LabelError, OSError) as e:
+            if isinstance(e, OSError):
+                e = LabelError(path, None, f"cannot read: {e.strerror or e}")
             self.malformed[index] = str(e)
             self.labelled.discard(index)
             return UNLABELLED
         self.malformed.pop(index, None)
         w, h = self.size
-        return State(tuple((float(u), float(v)) for u, v in normalised_to_pixel(xy, w, h)), True)
+        uv = normalised_to_pixel(points[:, :2], w, h)
+        return State(tuple((float(u), float(v)) for u, v in uv), True,
+                     frozenset(int(i) for i in np.flatnonzero(points[:, 3])))
 
     def _write(self, index: int, state: State, size: tuple[int, int]) -> str:
         """Put ``state`` on disk (raises OSError). A malformed file is moved aside, never lost.
@@ -124,15 +149,41 @@ class Session:
             if index == self.index:
                 self.error = ""
         self.malformed.pop(index, None)
+        if index == self.index:
+            note += self._keep_theirs(path)
         if state.labelled:
             uv = np.array(state.points, dtype=np.float64).reshape(-1, 2)
             # Points are kept inside the image so the file is always valid ([0, 1]).
-            write_labels(path, np.clip(pixel_to_normalised(uv, *size), 0.0, 1.0))
+            xy = np.clip(pixel_to_normalised(uv, *size), 0.0, 1.0)
+            write_labels(path, xy, np.array([i in state.uncertain for i in range(len(uv))], dtype=bool))
             self.labelled.add(index)
+            (self.uncertain_images.add if state.uncertain else self.uncertain_images.discard)(index)
+            written: bytes | None = path.read_bytes()
         else:
             path.unlink(missing_ok=True)
             self.labelled.discard(index)
+            self.uncertain_images.discard(index)
+            written = None
+            note += f"removed {path.name} (unlabelled); "
+        if index == self.index:
+            self._disk_bytes = written
+        self.pending.discard(index)
         return note
+
+    def _keep_theirs(self, path: Path) -> str:
+        """Someone else (another copy of the tool, an editor) changed the file since it was read:
+        move their version aside instead of overwriting it, and say so."""
+        try:
+            now: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            now = None
+        if now == self._disk_bytes or now is None:
+            return ""
+        backup, n = path.with_name(path.name + ".theirs"), 1
+        while backup.exists():
+            backup, n = path.with_name(f"{path.name}.theirs{n}"), n + 1
+        os.replace(path, backup)
+        return f"CHANGED ON DISK: {path.name} was edited elsewhere since opened; theirs kept as {backup.name}; "
 
     def save(self) -> bool:
         """Write the current image's state if it differs from disk, and retry every edit that could
@@ -142,7 +193,8 @@ class Session:
         notes, failed = [], []
         for index, (state, size) in sorted(self.unsaved.items()):
             try:
-                notes.append(self._write(index, state, size) + f"saved {self.label_path(index).name}")
+                note = self._write(index, state, size)
+                notes.append(note.rstrip("; ") if state == UNLABELLED else note + f"saved {self.label_path(index).name}")
             except OSError as e:
                 failed.append(f"NOT SAVED {self.label_path(index)}: {e.strerror or e}")
                 continue
@@ -156,9 +208,13 @@ class Session:
     # ---- navigation ----------------------------------------------------------------------------
     def open(self, index: int) -> bool:
         """Load image ``index``. False (with ``error`` set) if it cannot be read."""
+        if 0 <= self.index < len(self.images):
+            self.history[self.index] = (self.undo_stack, self.redo_stack)
         self.index = index
-        self.selected, self.undo_stack, self.redo_stack, self._drag_from = None, [], [], None
-        self.proposals = np.zeros((0, 2))
+        self.undo_stack, self.redo_stack = self.history.get(index, ([], []))
+        self.selected, self._drag_from, self.last_click = None, None, None
+        self.proposals = np.zeros((0, 3))
+        self._disk_bytes = None
         self.error = ""
         try:
             self.raw = read_image(self.images[index])
@@ -170,6 +226,8 @@ class Session:
             self.bad_images[self.images[index].name] = self.error
             return False
         self.state = self._disk_state = self._read_state(index)
+        if self.state.labelled:
+            self.tracks[index] = self.state.points
         if index in self.malformed:
             self.error = f"malformed label file {self.malformed[index]} (moved aside to .bad if you edit)"
         if index in self.unsaved:  # an edit that could not be saved before: keep showing it, retry
@@ -180,16 +238,60 @@ class Session:
         return True
 
     def _propose(self) -> None:
-        proposals = []
+        """Model proposals and/or points carried from the previous frames. Never written by
+        themselves: only Enter (or the accept-and-next key) turns them into labels."""
+        model = np.zeros((0, 3))
         if self.proposer is not None:
             try:
                 found = np.asarray(self.proposer(self.raw), dtype=np.float64)
-                proposals = found[:, :2] if found.ndim == 2 else found.reshape(-1, 2)
+                found = found.reshape(-1, found.shape[-1] if found.ndim == 2 else 2)
+                scores = found[:, 2] if found.shape[1] >= 3 else np.ones(len(found))
+                model = np.column_stack([found[:, :2], scores])
+                self.message = f"model: {len(model)} proposal{'s' if len(model) != 1 else ''}" + (
+                    " (n marks no target; Enter does nothing)" if not len(model) else "")
             except Exception as e:  # a model failure must not stop labelling
                 self.message = f"model failed on {self.name}: {e}"
-        elif self.carry and len(self._carried):
-            proposals = self._carried
-        self.proposals = np.array(proposals, dtype=np.float64).reshape(-1, 2)
+        carried = self._carried_points(model) if self.carry else np.zeros((0, 3))
+        self.proposals = carried if len(carried) else model
+        if len(self.shown_proposals):
+            self.pending.add(self.index)
+
+    def _carried_points(self, model: np.ndarray) -> np.ndarray:
+        """The previous frame's points, each moved to where its motion over the last two frames
+        predicts it, then re-snapped in this frame around that prediction (or to a model proposal
+        that agrees with it). Score 1: carried points are always shown."""
+        last = self.tracks.get(self.index - 1)
+        if not last or self.gray is None:
+            return np.zeros((0, 3))
+        before = self.tracks.get(self.index - 2, ())
+        out = []
+        for u, v in last:
+            pu, pv = u, v
+            if before:
+                d = np.hypot(*(np.array(before) - (u, v)).T)
+                k = int(np.argmin(d))
+                if d[k] <= 4 * TRACK_RADIUS:  # the same target one frame earlier: constant velocity
+                    pu, pv = 2 * u - before[k][0], 2 * v - before[k][1]
+            if len(model):
+                d = np.hypot(model[:, 0] - pu, model[:, 1] - pv)
+                if d.min() <= TRACK_AGREE:
+                    pu, pv = model[int(np.argmin(d)), :2]
+            found = snap_region(self.gray, pu, pv, max(self.snap_radius, TRACK_RADIUS)).point if self.snap else None
+            out.append((*(found or self._inside(pu, pv)), 1.0))
+        return np.array(out, dtype=np.float64).reshape(-1, 3)
+
+    @property
+    def shown_proposals(self) -> np.ndarray:
+        """Proposals at or above the score threshold, (N, 3) u, v, score."""
+        return self.proposals[self.proposals[:, 2] >= self.score_threshold - 1e-12]
+
+    def step_threshold(self, direction: int) -> None:
+        self.score_threshold = float(np.clip(round(self.score_threshold + direction * THRESHOLD_STEP, 4), 0.0, 1.0))
+        self.message = f"proposal threshold {self.score_threshold:.2f}: {len(self.shown_proposals)} of {len(self.proposals)} shown"
+
+    def _inside(self, u: float, v: float) -> tuple[float, float]:
+        w, h = self.size
+        return min(max(float(u), -0.5), w - 0.5), min(max(float(v), -0.5), h - 0.5)
 
     def go(self, index: int, step: int = 1) -> bool:
         """Open image ``index``; an unreadable one is reported and skipped in direction ``step``.
@@ -198,9 +300,8 @@ class Session:
         """
         if not self.images:
             return False
+        self.message = ""  # stale messages go; what navigation has to say is set below
         self.save()
-        if self.state.labelled and self.state.points:
-            self._carried = np.array(self.state.points)
         previous, skipped = self.index, []
         while 0 <= index < len(self.images):
             if self.open(index):
@@ -222,12 +323,52 @@ class Session:
 
     def first_unlabelled_from(self, start: int) -> int | None:
         """The first image at or after ``start`` (wrapping) with no label file and not known bad."""
+        return self.first_in_state_from(start, "unlabelled")
+
+    def image_state(self, index: int) -> str:
+        """One of REVIEW_STATES for the file list (the first that applies, uncertain last)."""
+        if self.images[index].name in self.bad_images:
+            return "unreadable"
+        if index == self.index and self.editable:
+            state = self.state
+            if not state.labelled:
+                return "proposals pending" if len(self.shown_proposals) else "unlabelled"
+            return "uncertain" if state.uncertain else "labelled" if state.points else "no target"
+        if index not in self.labelled:
+            return "proposals pending" if index in self.pending else "unlabelled"
+        if index in self.uncertain_images:
+            return "uncertain"
+        track = self.tracks.get(index)
+        if track is not None and not track:
+            return "no target"
+        return "labelled" if track is not None or self._count_on_disk(index) else "no target"
+
+    def _count_on_disk(self, index: int) -> int:
+        try:
+            return len(read_labels(self.label_path(index)))
+        except LabelError:
+            return 0
+
+    def first_in_state_from(self, start: int, state: str) -> int | None:
+        """The first image at or after ``start`` (wrapping) in review ``state``; "unlabelled"
+        also takes images with proposals pending (both still need a label)."""
         n = len(self.images)
+        wanted = {state, "proposals pending"} if state == "unlabelled" else {state}
         for k in range(n):
             i = (start + k) % n
-            if i not in self.labelled and self.images[i].name not in self.bad_images:
+            if state in ("unlabelled", "proposals pending", "unreadable"):
+                # cheap test first: no label file and not known bad
+                if state != "unreadable" and (i in self.labelled or self.images[i].name in self.bad_images):
+                    continue
+            if self.image_state(i) in wanted:
                 return i
         return None
+
+    def progress(self) -> tuple[int, int, int]:
+        """(labelled, images to label, unreadable): "to label" leaves out known-unreadable images,
+        so labelled + what ``u`` still visits == images to label."""
+        bad = sum(1 for p in self.images if p.name in self.bad_images)
+        return len(self.labelled), len(self.images) - bad, bad
 
     def next_unlabelled(self) -> bool:
         target = self.first_unlabelled_from(self.index + 1)
@@ -250,30 +391,47 @@ class Session:
         """Every edit goes through here: undo entry, then autosave."""
         if state == self.state:
             return
+        self.message = ""
         self.undo_stack.append(self.state)
         self.redo_stack.clear()
+        self._set(state)
+        self.proposals = np.zeros((0, 3))
+        self.pending.discard(self.index)
+
+    def _set(self, state: State) -> None:
         self.state = state
-        self.proposals = np.zeros((0, 2))
+        if state.labelled:
+            self.tracks[self.index] = state.points
+        else:
+            self.tracks.pop(self.index, None)
         self.save()
 
     def snapped(self, u: float, v: float) -> tuple[float, float]:
-        """Where a click at (u, v) lands: the local peak's centroid when snapping is on."""
+        """Where a click at (u, v) lands: the target region's centroid when snapping is on; the
+        click itself, with "not snapped" in the message, when nothing stands out."""
         assert self.gray is not None
-        w, h = self.size
+        click = self._inside(u, v)
+        point = click
         if self.snap:
-            point = snap_point(self.gray, u, v, self.snap_radius)
-            if point is not None:
-                return point
-        return min(max(u, -0.5), w - 0.5), min(max(v, -0.5), h - 0.5)
+            found = snap_region(self.gray, u, v, self.snap_radius)
+            if found.point is not None:
+                point = found.point
+        self.last_click = (click, point)
+        return point
 
     def add(self, u: float, v: float) -> int | None:
         """Add a point at a click (snapped); returns its index. Proposals on show are replaced."""
         if not self.editable:
             return None
         point = self.snapped(u, v)
-        self._commit(State((*self.state.points, point), True))
+        self._commit(State((*self.state.points, point), True, self.state.uncertain))
+        self._say_snap()
         self.selected = len(self.state.points) - 1
         return self.selected
+
+    def _say_snap(self) -> None:
+        if self.snap and self.last_click and self.last_click[0] == self.last_click[1]:
+            self.message = ("not snapped: nothing stands out here (point kept where clicked); " + self.message).rstrip("; ")
 
     def nearest(self, u: float, v: float, max_distance: float) -> int | None:
         """Index of the point closest to (u, v) within ``max_distance`` pixels, or None."""
@@ -284,12 +442,14 @@ class Session:
         return i if d[i] <= max_distance else None
 
     def delete(self, index: int | None = None) -> None:
-        """Remove a point (default: the selected one). Removing the last one leaves "no target"."""
+        """Remove a point (default: the selected one). Removing the last one leaves the image
+        unlabelled, as undoing its click would: only ``n`` says "no target"."""
         index = self.selected if index is None else index
         if index is None or not (0 <= index < len(self.state.points)):
             return
         points = self.state.points[:index] + self.state.points[index + 1:]
-        self._commit(State(points, True))
+        flags = frozenset(i - (i > index) for i in self.state.uncertain if i != index)
+        self._commit(State(points, True, flags) if points else UNLABELLED)
         self.selected = None
 
     def move(self, index: int, u: float, v: float, final: bool = True) -> None:
@@ -305,11 +465,12 @@ class Session:
         points[index] = point
         self.selected = index
         if not final:
-            self.state = State(tuple(points), True)
+            self.state = State(tuple(points), True, self.state.uncertain)
             return
         before, self._drag_from = self._drag_from, None
         self.state = before
-        self._commit(State(tuple(points), True))
+        self._commit(State(tuple(points), True, before.uncertain))
+        self._say_snap()
 
     def nudge(self, du: float, dv: float) -> None:
         """Move the selected point by (du, dv) pixels exactly (no snapping)."""
@@ -319,7 +480,7 @@ class Session:
         u, v = self.state.points[self.selected]
         points = list(self.state.points)
         points[self.selected] = (min(max(u + du, -0.5), w - 0.5), min(max(v + dv, -0.5), h - 0.5))
-        self._commit(State(tuple(points), True))
+        self._commit(State(tuple(points), True, self.state.uncertain))
 
     def no_target(self) -> None:
         """Mark the image as looked at with no target (writes ``0``)."""
@@ -327,30 +488,50 @@ class Session:
             self._commit(State((), True))
             self.selected = None
 
-    def accept_proposals(self) -> bool:
-        if not self.editable or (not len(self.proposals) and self.proposer is None):
+    def toggle_uncertain(self) -> bool:
+        """Flag the selected point uncertain (or clear the flag); kept in the label file."""
+        if self.selected is None or not (0 <= self.selected < len(self.state.points)):
+            self.message = "select a point first (click it) to flag it uncertain"
             return False
-        w, h = self.size
-        points = tuple((min(max(float(u), -0.5), w - 0.5), min(max(float(v), -0.5), h - 0.5)) for u, v in self.proposals)
-        self._commit(State(points, True))
+        flags = self.state.uncertain ^ {self.selected}
+        selected = self.selected
+        self._commit(State(self.state.points, True, frozenset(flags)))
+        self.selected = selected
+        self.message = f"point #{selected + 1} {'uncertain' if selected in flags else 'no longer uncertain'}; " + self.message
         return True
+
+    def accept_proposals(self) -> bool:
+        """Accept the proposals on show. With none, nothing happens: "no target" is only ever
+        written by ``no_target`` (a model that finds nothing is not a label)."""
+        shown = self.shown_proposals
+        if not self.editable or not len(shown):
+            self.message = "no proposals to accept (n marks no target)"
+            return False
+        self._commit(State(tuple(self._inside(u, v) for u, v, _ in shown), True))
+        return True
+
+    def accept_and_next(self) -> bool:
+        """One key per frame: accept what is proposed (if anything) and open the next image."""
+        if len(self.shown_proposals):
+            self.accept_proposals()
+        return self.next()
 
     def undo(self) -> bool:
         if not self.undo_stack:
             return False
+        self.message = ""
         self.redo_stack.append(self.state)
-        self.state = self.undo_stack.pop()
+        self._set(self.undo_stack.pop())
         self.selected = None
-        self.save()
         return True
 
     def redo(self) -> bool:
         if not self.redo_stack:
             return False
+        self.message = ""
         self.undo_stack.append(self.state)
-        self.state = self.redo_stack.pop()
+        self._set(self.redo_stack.pop())
         self.selected = None
-        self.save()
         return True
 
     # ---- status --------------------------------------------------------------------------------
@@ -362,7 +543,8 @@ class Session:
         if not self.state.labelled:
             return "unlabelled"
         n = len(self.state.points)
-        return "no target" if not n else f"labelled, {n} point{'s' if n > 1 else ''}"
+        flagged = f", {len(self.state.uncertain)} uncertain" if self.state.uncertain else ""
+        return "no target" if not n else f"labelled, {n} point{'s' if n > 1 else ''}{flagged}"
 
     def pixel_value(self, u: float, v: float) -> str:
         """The raw value(s) under pixel (u, v), as stored (all channels of a colour image)."""
