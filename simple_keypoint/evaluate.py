@@ -27,10 +27,8 @@ if TYPE_CHECKING:
     from simple_keypoint.predict import Localizer
 
 RADII = (1.0, 2.0, 3.0)
-# The false-alarm budget that picks a model's default threshold on its validation split. Not 0.05:
-# on a 34-image split that allows one false alarm, so the threshold is the score of the second
-# strongest one, which moved between 0.76 and 0.90 (validation Pd 0.21-0.87) across four runs of
-# two recipes; at 0.1 (three allowed) it stayed within 0.70-0.79 (Pd 0.77-0.92). README, "Results".
+# The false-alarm budget that picks a model's default threshold on its validation split: large
+# enough that one stray false alarm on a small split does not set it (docs/measurements.md).
 FALSE_ALARMS_PER_IMAGE = 0.1
 
 
@@ -160,11 +158,12 @@ def write_per_image_csv(path: Path, results: list[ImageResult], conf: float, rad
 def main(argv: list[str] | None = None) -> int:
     from simple_keypoint.checkpoint import CheckpointError
     from simple_keypoint.dataset import DatasetError, load_dataset
+    from simple_keypoint.labels import atomic_write
     from simple_keypoint.predict import load_model
 
     p = argparse.ArgumentParser(prog="python -m simple_keypoint.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", default="weights/heatmap.pt", help="checkpoint of either method")
+    p.add_argument("--weights", default="weights/heatmap.pt", help="checkpoint (.pt) or ONNX export of any method")
     p.add_argument("--data", nargs="+", action="extend", default=None,
                    help="dataset folder(s) with images/ and labels/ (repeatable); default data/test")
     p.add_argument("--conf", type=float, default=None, help="threshold for Pd/false alarms (default: the checkpoint's)")
@@ -178,11 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     conf = model.conf if args.conf is None else args.conf
-    single = model.method == "regression"
     tables, failed = {}, False
     for folder in args.data or ["data/test"]:
         try:
-            samples, report = load_dataset(folder, max_targets=1 if single else None, min_targets=1 if single else 0)
+            samples, report = load_dataset(folder, max_targets=model.spec.max_targets, min_targets=model.spec.min_targets)
         except DatasetError as e:
             print(f"error: {e}", file=sys.stderr)
             failed = True
@@ -203,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{model.method} model {args.weights}, threshold {conf:.3f}, match radius 3 px (Pd@1/2px: radius 1/2 px)")
     print(format_table(tables, MAIN_COLUMNS))
     if args.json:
-        args.json.write_text(json.dumps({"weights": str(args.weights), "conf": conf, "results": tables}, indent=2))
+        atomic_write(args.json, json.dumps({"weights": str(args.weights), "conf": conf, "results": tables}, indent=2).encode())
     return 1 if failed or not tables else 0
 
 

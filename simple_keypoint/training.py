@@ -1,7 +1,9 @@
-"""The training loop both methods share: data, epochs, validation, checkpoints, plots, resume.
+"""The training loop every method shares: data, epochs, validation, checkpoints, plots, resume.
 
 A method's ``train.py`` adds its own options and a loss function ``loss_fn(net, images, points,
-counts) -> loss``; everything else happens here, top to bottom in :func:`train`.
+counts) -> loss``; everything else happens here, top to bottom in :func:`train`, which raises
+:class:`TrainingError` (and :class:`TrainingInterrupted` on Ctrl+C or SIGTERM).
+:func:`command_line` is the command-line layer around it: the signal handler, messages, exit codes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,47 @@ from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_ch
 from simple_keypoint.dataset import CropDataset, DatasetError, Sample, load_dataset, split
 from simple_keypoint.evaluate import pick_threshold, predict_all, score
 from simple_keypoint.labels import atomic_write
-from simple_keypoint.predict import Localizer, build_model, pick_device
+from simple_keypoint.method import Method
+from simple_keypoint.methods import get_method
+from simple_keypoint.predict import Localizer, pick_device
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-# Channels-last (NHWC) tensors: on a CPU the training step of these few-channel nets runs ~2.7x
-# faster than in the default NCHW layout (benchmarks/train_speed.py); same arithmetic, other memory order.
+# Channels-last (NHWC) tensors: on a CPU the training step of these few-channel nets runs much
+# faster than in the default NCHW layout (docs/measurements.md); same arithmetic, other memory order.
 FORMAT = torch.channels_last
+PLOT_EVERY = 30.0  # seconds between redraws of losses.png: drawing costs a noticeable share of an epoch
+
+
+class TrainingError(Exception):
+    """Training cannot start or go on; the message says why in one line, naming the file."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl+C or SIGTERM stopped training between steps; ``last`` holds the last completed epoch."""
+
+    def __init__(self, last: Path):
+        self.last = last
+        super().__init__(f"interrupted; the last completed epoch is in {last} (continue with --resume {last})")
+
+
+def command_line(run: Callable[[], object]) -> int:
+    """Run a training (``run()``) as a command: SIGTERM stops it like Ctrl+C, errors are one line
+    on stderr. Returns the exit code: 0, 1 on an error, 130 when interrupted."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        run()
+    except TrainingInterrupted as e:
+        print(f"\n{e}")
+        return 130
+    except KeyboardInterrupt:  # before the first epoch: nothing was written
+        print("\ninterrupted")
+        return 130
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
 
 
 def make_parser(method: str, description: str, **defaults: Any) -> argparse.ArgumentParser:
@@ -65,14 +102,6 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(**defaults)
     return p
-
-
-def add_unet_options(p: argparse.ArgumentParser) -> None:
-    """Size of the SEB U-shape: the heatmap net, and the regression net's pixel scorer."""
-    p.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64],
-                   help="channels at 1/2, 1/4, 1/8, 1/16 ... resolution")
-    p.add_argument("--full-res-channels", type=int, default=4, help="channels of the last, full-resolution SEB")
-    p.add_argument("--context", action="store_true", help="a squeeze-and-excitation gate on the deepest map (whole-frame context)")
 
 
 class VisdomPlotter:
@@ -133,13 +162,12 @@ def write_history(out: Path, history: list[dict[str, float]], plot: bool = True)
     if not plot:
         return
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure draws with the Agg canvas and leaves pyplot's (process-wide) backend alone.
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    a, b = fig.subplots(1, 2)
     a.plot(epochs, [h["train_loss"] for h in history], label="train")
     a.plot(epochs, [h["val_loss"] for h in history], label="val")
     a.set_yscale("log")
@@ -152,21 +180,43 @@ def write_history(out: Path, history: list[dict[str, float]], plot: bool = True)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
     atomic_write(out / "losses.png", buffer.getvalue())
 
 
-def load_data(args: argparse.Namespace, max_targets: int | None, min_targets: int,
+def carve_validation(samples: list[Sample], settings: Mapping[str, Any]) -> tuple[list[Sample], list[Sample]]:
+    """The (train, validation) split a run with ``settings`` (its ``val_fraction`` and ``seed``)
+    carves from its ``--data``: the one rule, for training and for anything re-scoring a run."""
+    return split(samples, settings["val_fraction"], settings["seed"])
+
+
+def validation_samples(settings: Mapping[str, Any], data: str | os.PathLike | None = None,
+                       samples: list[Sample] | None = None, method: Method | None = None) -> list[Sample]:
+    """The validation images a run held out, from its stored training settings: its ``--val``
+    folder, or the split :func:`carve_validation` carves from its ``--data`` (or from ``data``,
+    where that folder is now; or from ``samples``, that folder already read). ``method``: keep
+    only the images it can use. Raises DatasetError."""
+    limits = (method.max_targets, method.min_targets) if method else (None, 0)
+    if settings.get("val"):
+        return load_dataset(settings["val"], *limits, progress=False)[0]
+    if samples is None:
+        samples, _ = load_dataset(data or settings["data"], *limits, progress=False)
+    elif method is not None:
+        samples = [s for s in samples if method.accepts(len(s.points))]
+    return carve_validation(samples, settings)[1]
+
+
+def load_data(args: argparse.Namespace, method: Method,
               failures: list[str] | None = None) -> tuple[list[Sample], list[Sample]]:
-    """Train and validation samples; prints what was found and skipped. Exits if nothing is usable.
+    """Train and validation samples for ``method``; prints what was found and skipped. Raises
+    :class:`TrainingError` if nothing is usable.
 
     Files that could not be read are also appended to ``failures`` (listed again when training ends).
     """
     def read(folder: str) -> list[Sample]:
         try:
-            samples, report = load_dataset(folder, max_targets, min_targets, progress=not args.quiet)
+            samples, report = load_dataset(folder, method.max_targets, method.min_targets, progress=not args.quiet)
         except (DatasetError, OSError) as e:
-            sys.exit(f"error: {e}")
+            raise TrainingError(str(e)) from None
         print("\n".join(report.lines()))
         if failures is not None:
             failures.extend(report.failures)
@@ -175,14 +225,14 @@ def load_data(args: argparse.Namespace, max_targets: int | None, min_targets: in
     train_samples = read(args.data)
     val_samples = read(args.val) if args.val else []
     if not args.val:
-        train_samples, val_samples = split(train_samples, args.val_fraction, args.seed)
+        train_samples, val_samples = carve_validation(train_samples, vars(args))
         print(f"validation: {len(val_samples)} image(s) carved from {args.data} (seed {args.seed})")
     if not train_samples:
-        sys.exit(f"error: no usable training images in {args.data}")
+        raise TrainingError(f"no usable training images in {args.data}")
     return train_samples, val_samples
 
 
-def evaluate_epoch(net: torch.nn.Module, method: str, val: list[Sample], val_loader: torch.utils.data.DataLoader,
+def evaluate_epoch(net: torch.nn.Module, method: Method, val: list[Sample], val_loader: torch.utils.data.DataLoader,
                    loss_fn: LossFn, device: torch.device) -> tuple[dict[str, float], float]:
     """Validation: loss on fixed crops, metrics on the whole images, and the threshold they suggest."""
     net.eval()
@@ -192,7 +242,7 @@ def evaluate_epoch(net: torch.nn.Module, method: str, val: list[Sample], val_loa
     localizer = Localizer(method, net, conf=0.0, device=device)
     results = predict_all(localizer, val)
     metrics = score(results, conf=0.0) if val else {}
-    conf = pick_threshold(results) if (val and method == "heatmap") else 0.0
+    conf = pick_threshold(results) if (val and method.picks_threshold) else 0.0
     net.train()
     metrics["loss"] = float(np.mean(losses)) if losses else float("nan")
     return metrics, conf
@@ -209,15 +259,18 @@ def selection_score(row: dict[str, float]) -> float:
     return row["epoch"]
 
 
-def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], loss_fn: LossFn,
-          max_targets: int | None = None, min_targets: int = 0, keep_target_in_crop: bool = False) -> Path:
-    """Train one model; returns the path of the best checkpoint (by validation AP@3px)."""
+def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, Any], loss_fn: LossFn) -> Path:
+    """Train one model of ``method`` (a registered name or a :class:`Method`, which says what its
+    dataset must hold); returns the path of the best checkpoint (by validation AP@3px). Raises
+    :class:`TrainingError`, :class:`TrainingInterrupted` on Ctrl+C (or SIGTERM, with
+    :func:`command_line`'s handler) after saving the last completed epoch."""
+    method = method if isinstance(method, Method) else get_method(method)
     resume = None
     if args.resume:
         try:
-            resume = load_checkpoint(args.resume, method)
+            resume = load_checkpoint(args.resume, method.name)
         except CheckpointError as e:
-            sys.exit(f"error: {e}")
+            raise TrainingError(str(e)) from None
         # Continue the same run: its settings, except where and how to run and plot.
         kept = {k: getattr(args, k) for k in ("device", "resume", "visdom", "visdom_server", "visdom_port", "quiet", "workers")}
         args = argparse.Namespace(**{**resume["train_args"], **kept})
@@ -226,19 +279,19 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
     device = pick_device(args.device)
     out = Path(args.out)
     (out / "weights").mkdir(parents=True, exist_ok=True)
-    print(f"{method}: training on {device}, run folder {out}")
+    print(f"{method.name}: training on {device}, run folder {out}")
 
     failures: list[str] = []
-    train_samples, val_samples = load_data(args, max_targets, min_targets, failures)
+    train_samples, val_samples = load_data(args, method, failures)
     train_set = CropDataset(train_samples * args.repeats, args.crop, args.seed, augment=True,
-                            target_fraction=args.target_fraction, keep_one=keep_target_in_crop)
-    val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=keep_target_in_crop)
+                            target_fraction=args.target_fraction, keep_one=method.keep_target_in_crop)
+    val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=method.keep_target_in_crop)
     loader = torch.utils.data.DataLoader(train_set, args.batch_size, shuffle=True, num_workers=args.workers,
                                          drop_last=len(train_set) >= args.batch_size,
                                          generator=torch.Generator().manual_seed(args.seed))
     val_loader = torch.utils.data.DataLoader(val_set, args.batch_size)
 
-    net = build_model(method, model_args).to(device, memory_format=FORMAT)
+    net = method.build(model_args).to(device, memory_format=FORMAT)
     # With --ema, a moving average of the weights (torch's AveragedModel, batch-norm statistics
     # included) is what is validated and saved: it smooths the step-to-step noise of a small dataset.
     ema = getattr(args, "ema", 0.0)  # checkpoints from before the option have none
@@ -263,12 +316,12 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
         print(f"resuming {args.resume} after epoch {start_epoch} of {args.epochs}")
     plotter = VisdomPlotter(args.visdom_server, args.visdom_port, args.visdom_env) if args.visdom else None
     n_params = sum(p.numel() for p in net.parameters())
-    print(f"{method} net: {n_params:,} parameters, {len(train_samples)} train / {len(val_samples)} val images, "
+    print(f"{method.name} net: {n_params:,} parameters, {len(train_samples)} train / {len(val_samples)} val images, "
           f"{len(loader)} steps per epoch")
 
     def checkpoint(epoch: int, conf: float, metrics: dict[str, float], resumable: bool) -> dict[str, Any]:
         """last.pt (``resumable``) holds all --resume needs; best.pt only what inference needs, so it ships as is."""
-        state = {"method": method, "model_args": model_args, "model_state": model.state_dict(),
+        state = {"method": method.name, "model_args": model_args, "model_state": model.state_dict(),
                  "decode": {"conf": conf}, "epoch": epoch, "metrics": metrics, "history": history,
                  "train_args": {k: v for k, v in vars(args).items() if k != "resume"}}
         if resumable:
@@ -277,8 +330,6 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                 state |= {"train_state": net.state_dict(), "ema_state": averaged.state_dict()}
         return state
 
-    # SIGTERM behaves like Ctrl+C: stop between steps; the last completed epoch is on disk.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     net.train()
     plotted = -float("inf")
     try:
@@ -308,9 +359,9 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                 best_ap = ap
                 save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics, resumable=False))
             save_checkpoint(out / "weights" / "last.pt", checkpoint(epoch, conf, metrics, resumable=True))
-            # The picture costs ~0.4 s (5 % of an epoch): redrawn every 30 s and at the end (after
-            # Ctrl+C it may lag by up to 30 s; --resume redraws it); the CSV every epoch.
-            plot = epoch == args.epochs or time.time() - plotted >= 30
+            # The picture is redrawn every PLOT_EVERY seconds and at the end (after Ctrl+C it may
+            # lag; --resume redraws it); the CSV every epoch.
+            plot = epoch == args.epochs or time.time() - plotted >= PLOT_EVERY
             write_history(out, history, plot)
             plotted = time.time() if plot else plotted
             if plotter:
@@ -320,9 +371,7 @@ def train(args: argparse.Namespace, method: str, model_args: dict[str, Any], los
                   f"val AP@3px {row['val_AP@3px']:.3f}  Pd@3px (any score) {row['val_Pd@3px']:.3f}  "
                   f"err {row['val_err@3px']:.2f}px  ({row['seconds']:.0f}s)", flush=True)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the last completed epoch is in {out / 'weights' / 'last.pt'} "
-              f"(continue with --resume {out / 'weights' / 'last.pt'})")
-        sys.exit(130)
+        raise TrainingInterrupted(out / "weights" / "last.pt") from None
     print(f"done: best {out / 'weights' / 'best.pt'}, last {out / 'weights' / 'last.pt'}, curves {out / 'losses.png'}")
     if failures:  # training went on without them (exit code 0); repeated here so they are not missed
         print(f"{len(failures)} file(s) could not be used:")
