@@ -23,9 +23,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", type=Path, help="folder for label files (default: IMAGES_DIR/../labels)")
     parser.add_argument("--weights", type=Path,
                         help="a trained simple_keypoint checkpoint (heatmap or regression); its points are shown "
-                             "as proposals on unlabelled images: Enter accepts them, a click replaces them")
+                             "as proposals on unlabelled images: Enter accepts them, a click replaces them; "
+                             "a proposal is never saved by itself")
+    parser.add_argument("--score-threshold", type=float, default=0.0,
+                        help="show proposals scoring at least this (keys , and . change it; default 0.0: all)")
     parser.add_argument("--carry", action="store_true",
-                        help="propose the previous image's points on the next unlabelled image (video frames)")
+                        help="video frames: propose the previous frame's points on the next unlabelled frame, moved "
+                             "by their motion over the last two frames and re-snapped there (j accepts and moves on)")
     parser.add_argument("--no-snap", action="store_true", help="start with snapping off (toggle with c)")
     parser.add_argument("--snap-radius", type=int, default=3, help="snapping search radius in pixels (default 3)")
     parser.add_argument("--low", type=float, default=1.0, help="display window low percentile (default 1)")
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         proposer = model.predict
     session = Session(images, args.labels, proposer=proposer, carry=args.carry, snap=not args.no_snap,
                       snap_radius=args.snap_radius)
+    session.score_threshold = args.score_threshold
     if not session.images:
         print(f"error: {images}: no images (jpg/png/bmp/tif)", file=sys.stderr)
         return 2

@@ -11,12 +11,20 @@ import tkinter as tk
 import traceback
 from tkinter import messagebox, simpledialog
 
-from landmark_annotation.display import View, Windowing, levels, to_ppm
+import numpy as np
+
+from landmark_annotation.display import View, Windowing, background_subtracted, box_crop, levels, to_ppm, visible_crop
 from landmark_annotation.keys import KEYS
-from landmark_annotation.session import Session
+from landmark_annotation.session import REVIEW_STATES, Session
 
 POINT_COLOUR, SELECTED_COLOUR, PROPOSAL_COLOUR = "#00ff66", "#ffd400", "#ff40ff"
-CROSSHAIR_COLOUR = "#4aa3ff"
+UNCERTAIN_COLOUR, CLICK_COLOUR = "#ff8c00", "#ffffff"
+# The crosshair and every marker are drawn twice, a wide dark line under a light one, so they
+# stand out on any colour map (a single blue or green line vanishes on jet, viridis or noise).
+CROSSHAIR_COLOUR, OUTLINE_COLOUR = "#ffffff", "#000000"
+FIXED_FONT = "TkFixedFont"  # the named font: the tuple ("TkFixedFont", 10) would be a missing family
+STATE_COLOURS = {"unlabelled": "#b0b0b0", "labelled": "#00c050", "no target": "#4aa3ff", "unreadable": "#ff6060",
+                 "proposals pending": "#ff40ff", "uncertain": "#ff8c00"}
 HIT_PIXELS = 8  # a click this close (on screen) to a point grabs it instead of adding one
 ZOOM_STEP = 1.25
 ERROR_WORDS = ("NOT SAVED", "malformed", "unreadable", "cannot", "failed", "error", "Error")
@@ -39,6 +47,10 @@ class AnnotationApp:
         self.pan_from: tuple[int, int] | None = None
         self.space_down = False
         self.help_shown = False
+        self.review_filter: str | None = None  # step with d/a only through images in this state
+        self.display_gray: np.ndarray | None = None  # what is shown: the image or its background-subtracted view
+        self.box_at: tuple[float, float] | None = None
+        self._file_indices: list[int] = []
         self._redraw_pending = False
         self._rendered_key: tuple | None = None
         self._rendered_at = (0, 0)
@@ -47,12 +59,18 @@ class AnnotationApp:
         root.title("landmark annotation")
         root.report_callback_exception = self._on_exception
         root.protocol("WM_DELETE_WINDOW", self.quit)
+        # The bars are packed first, at the bottom, so a small window shrinks the canvas, never
+        # cuts a two-line message.
+        self.message = tk.Label(root, anchor="w", justify="left", font=FIXED_FONT, bg="#2a2a2a", fg="#e0e0e0")
+        self.message.pack(side="bottom", fill="x")
+        self.status = tk.Label(root, anchor="w", justify="left", font=FIXED_FONT, bg="#2a2a2a", fg="#e0e0e0")
+        self.status.pack(side="bottom", fill="x")
+        self.files = tk.Listbox(root, width=30, font=FIXED_FONT, bg="#202020", fg="#e0e0e0", activestyle="none",
+                                exportselection=False, takefocus=0)
+        self.files.bind("<<ListboxSelect>>", self._on_file_pick)
+        self.files_shown = False
         self.canvas = tk.Canvas(root, bg="#181818", highlightthickness=0, width=960, height=640, cursor="tcross")
-        self.canvas.pack(fill="both", expand=True)
-        self.status = tk.Label(root, anchor="w", justify="left", font=("TkFixedFont", 10), bg="#2a2a2a", fg="#e0e0e0")
-        self.status.pack(fill="x")
-        self.message = tk.Label(root, anchor="w", font=("TkFixedFont", 10), bg="#2a2a2a", fg="#e0e0e0")
-        self.message.pack(fill="x")
+        self.canvas.pack(side="left", fill="both", expand=True)
         self._bind()
         self.canvas.focus_set()
 
@@ -76,7 +94,11 @@ class AnnotationApp:
         keys = {
             "d": self.next, "a": self.previous, "u": self.next_unlabelled, "g": self.ask_goto,
             "s": self.save, "n": lambda: self._edit(self.session.no_target), "f": self.fit,
-            "Return": self.accept, "KP_Enter": self.accept,
+            "Return": self.accept, "KP_Enter": self.accept, "j": self.accept_and_next,
+            "comma": lambda: self._proposals(-1), "period": lambda: self._proposals(1),
+            "x": lambda: self._edit(self.session.toggle_uncertain),
+            "w": lambda: self.window_on("visible"), "b": lambda: self.window_on("box"), "t": self.toggle_background,
+            "l": self.toggle_files, "v": self.cycle_filter,
             "Control-z": self.undo, "Control-y": self.redo, "Control-Z": self.redo,
             "Delete": lambda: self._edit(self.session.delete), "BackSpace": lambda: self._edit(self.session.delete),
             "Escape": self.escape, "question": self.toggle_help, "F1": self.toggle_help,
@@ -109,7 +131,7 @@ class AnnotationApp:
 
     def _on_configure(self, event: tk.Event) -> None:
         self.view.canvas = (max(event.width, 1), max(event.height, 1))
-        self.message.config(wraplength=max(event.width - 10, 100))
+        self.message.config(wraplength=max(self.root.winfo_width() - 10, 100))
         if self.fitted:
             self.fit()
         else:
@@ -187,15 +209,122 @@ class AnnotationApp:
 
     def _after_navigation(self) -> None:
         self._image_serial += 1
-        self.levels = levels(self.session.gray, self.window.low, self.window.high) if self.session.editable else (0.0, 1.0)
+        self.display_gray = None
         self.fit()
+        self._update_levels()
+        self._fill_files()
 
-    def next(self) -> None:
-        self.session.next()
+    def _shown_gray(self) -> np.ndarray | None:
+        """The image as displayed: raw, or its background-subtracted view (computed once per image)."""
+        if not self.session.editable:
+            return None
+        if self.display_gray is None:
+            self.display_gray = background_subtracted(self.session.gray) if self.window.background else self.session.gray
+        return self.display_gray
+
+    def _update_levels(self) -> None:
+        """Display levels from the percentiles of the whole image, the visible area or the box."""
+        gray = self._shown_gray()
+        if gray is None:
+            self.levels = (0.0, 1.0)
+            return
+        if self.window.region == "visible":
+            gray = visible_crop(gray, self.view)
+        elif self.window.region == "box" and self.box_at is not None:
+            gray = box_crop(gray, *self.box_at)
+        self.levels = levels(gray, self.window.low, self.window.high)
+        self.redraw()
+
+    def window_on(self, region: str) -> None:
+        """Window on what is visible now (w) or on a box around the cursor (b); 0 resets."""
+        if region == "box":
+            cursor = self.cursor or (self.view.canvas[0] / 2, self.view.canvas[1] / 2)
+            self.box_at = self._image_xy(*cursor)
+        self.window.region = region
+        self._update_levels()
+        self.session.message = self.window.describe()
+        self.redraw()
+
+    def toggle_background(self) -> None:
+        self.window.background = not self.window.background
+        self.display_gray = None
+        self._update_levels()
+        self.session.message = self.window.describe()
+        self.redraw()
+
+    def _proposals(self, direction: int) -> None:
+        self.session.step_threshold(direction)
+        self.redraw()
+
+    def _step(self, direction: int) -> None:
+        """d / a: the next or previous image, or, with a review filter, the next one in that state."""
+        s = self.session
+        if self.review_filter is None:
+            s.next() if direction > 0 else s.previous()
+        else:
+            n = len(s.images)
+            found = None
+            for k in range(1, n + 1):
+                i = (s.index + direction * k) % n
+                if s.image_state(i) == self.review_filter:
+                    found = i
+                    break
+            if found is None:
+                s.message = f"no image is {self.review_filter}"
+            else:
+                s.go(found, direction)
         self._after_navigation()
 
+    def next(self) -> None:
+        self._step(1)
+
     def previous(self) -> None:
-        self.session.previous()
+        self._step(-1)
+
+    def cycle_filter(self) -> None:
+        """v: review one state at a time (d / a step through it); the last step turns it off."""
+        order = [None, *REVIEW_STATES]
+        self.review_filter = order[(order.index(self.review_filter) + 1) % len(order)]
+        self.session.message = f"review: {self.review_filter or 'all images'} (d / a step through them)"
+        self._fill_files()
+        self.redraw()
+
+    def toggle_files(self) -> None:
+        self.files_shown = not self.files_shown
+        if self.files_shown:
+            self.files.pack(side="right", fill="y", before=self.canvas)
+            self._fill_files()
+        else:
+            self.files.pack_forget()
+
+    def file_lines(self) -> list[tuple[int, str, str]]:
+        """The file list: (index, state, name) of each image (the filter's images only, when set)."""
+        s = self.session
+        rows = [(i, s.image_state(i), p.name) for i, p in enumerate(s.images)]
+        return [row for row in rows if self.review_filter is None or row[1] == self.review_filter]
+
+    def _fill_files(self) -> None:
+        if not self.files_shown:
+            return
+        self.files.delete(0, "end")
+        rows = self.file_lines()
+        self._file_indices = [i for i, _, _ in rows]
+        for i, state, name in rows:
+            self.files.insert("end", f"{state:<17} {name}")
+            self.files.itemconfig("end", fg=STATE_COLOURS[state])
+            if i == self.session.index:
+                self.files.selection_set("end")
+                self.files.see("end")
+
+    def _on_file_pick(self, event: tk.Event) -> None:
+        picked = self.files.curselection()
+        if picked and self._file_indices[picked[0]] != self.session.index:
+            self.session.go(self._file_indices[picked[0]], 1)
+            self._after_navigation()
+        self.canvas.focus_set()
+
+    def accept_and_next(self) -> None:
+        self.session.accept_and_next()
         self._after_navigation()
 
     def next_unlabelled(self) -> None:
@@ -221,8 +350,7 @@ class AnnotationApp:
         self.redraw()
 
     def accept(self) -> None:
-        if not self.session.accept_proposals():
-            self.session.message = "no proposals to accept"
+        self.session.accept_proposals()
         self.redraw()
 
     def undo(self) -> None:
@@ -263,13 +391,13 @@ class AnnotationApp:
 
     def _display(self, change: object, *args: int) -> None:
         change(*args)  # type: ignore[operator]
-        if self.session.editable:
-            self.levels = levels(self.session.gray, self.window.low, self.window.high)
+        self._update_levels()
         self.session.message = self.window.describe()
         self.redraw()
 
     def reset_display(self) -> None:
         self.window = Windowing()
+        self.display_gray = None
         self._display(lambda: None)
 
     def toggle_help(self) -> None:
@@ -315,9 +443,9 @@ class AnnotationApp:
             # Editing points does not change the pixels: re-use the last rendering when the view,
             # the image and the display settings are unchanged (dragging stays smooth on big frames).
             v, w = self.view, self.window
-            key = (self._image_serial, v.scale, v.x0, v.y0, v.canvas, w.gamma, w.colormap, self.levels)
+            key = (self._image_serial, v.scale, v.x0, v.y0, v.canvas, w.gamma, w.colormap, w.background, self.levels)
             if key != self._rendered_key:
-                rgb, x, y = self.view.render(s.gray, self.window, *self.levels)
+                rgb, x, y = self.view.render(self._shown_gray(), self.window, *self.levels)
                 self.photo = tk.PhotoImage(data=to_ppm(rgb), format="PPM") if rgb.size else None
                 self._rendered_key, self._rendered_at = key, (x, y)
             if self.photo is not None:
@@ -332,24 +460,39 @@ class AnnotationApp:
         if self.help_shown:
             self._draw_help()
         self._update_status()
+        self._fill_files()
 
     def _draw_points(self) -> None:
         c, s = self.canvas, self.session
         # The ring is wider than a small target and the ticks stay outside it, so the marked pixels
         # stay visible; a tiny centre cross shows the exact sub-pixel position when zoomed in.
         radius = max(8.0, 2.5 * self.view.scale)
-        marks = [(u, v, PROPOSAL_COLOUR, (3, 3), "proposal") for u, v in s.proposals]
-        marks += [(u, v, SELECTED_COLOUR if i == s.selected else POINT_COLOUR, None, "point")
-                  for i, (u, v) in enumerate(s.state.points)]
-        for u, v, colour, dash, tag in marks:
+        marks = [(u, v, PROPOSAL_COLOUR, (3, 3), "proposal", f"{score:.2f}") for u, v, score in s.shown_proposals]
+        marks += [(u, v, SELECTED_COLOUR if i == s.selected else UNCERTAIN_COLOUR if i in s.state.uncertain else POINT_COLOUR,
+                   None, "point", "?" if i in s.state.uncertain else "") for i, (u, v) in enumerate(s.state.points)]
+        for u, v, colour, dash, tag, text in marks:
             x, y = self.view.to_canvas(u, v)
-            c.create_oval(x - radius, y - radius, x + radius, y + radius, outline=colour, width=2, dash=dash, tags=tag)
-            for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                c.create_line(x + dx * radius, y + dy * radius, x + dx * (radius + 6), y + dy * (radius + 6), fill=colour,
-                              width=2, tags=tag)
+            for width, fill in ((4, OUTLINE_COLOUR), (2, colour)):
+                c.create_oval(x - radius, y - radius, x + radius, y + radius, outline=fill, width=width, dash=dash, tags=tag)
+                for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                    c.create_line(x + dx * radius, y + dy * radius, x + dx * (radius + 6), y + dy * (radius + 6),
+                                  fill=fill, width=width, tags=tag)
+            if text:
+                for offset, fill in ((1, OUTLINE_COLOUR), (0, colour)):
+                    c.create_text(x + radius + 8 + offset, y - radius + offset, text=text, fill=fill, anchor="w",
+                                  font=FIXED_FONT, tags=(tag, f"{tag}_label"))
             if self.view.scale >= 8:
                 c.create_line(x - 2, y, x + 3, y, fill=colour, tags=tag)
                 c.create_line(x, y - 2, x, y + 3, fill=colour, tags=tag)
+        if s.last_click is not None:
+            # Where the last click was (small x) and where snapping put it (the line's other end).
+            (cu, cv), (pu, pv) = s.last_click
+            (x0, y0), (x1, y1) = self.view.to_canvas(cu, cv), self.view.to_canvas(pu, pv)
+            for width, fill in ((3, OUTLINE_COLOUR), (1, CLICK_COLOUR)):
+                c.create_line(x0 - 4, y0 - 4, x0 + 5, y0 + 5, fill=fill, width=width, tags="click")
+                c.create_line(x0 - 4, y0 + 4, x0 + 5, y0 - 5, fill=fill, width=width, tags="click")
+                if (x0, y0) != (x1, y1):
+                    c.create_line(x0, y0, x1, y1, fill=fill, width=width, tags="click")
 
     def _draw_crosshair(self) -> None:
         c = self.canvas
@@ -360,23 +503,33 @@ class AnnotationApp:
         cw, ch = self.view.canvas
         gap = 10  # keep the pixels around the cursor clear
         for coords in ((0, y, x - gap, y), (x + gap, y, cw, y), (x, 0, x, y - gap), (x, y + gap, x, ch)):
-            c.create_line(*coords, fill=CROSSHAIR_COLOUR, dash=(2, 4), tags="crosshair")
+            c.create_line(*coords, fill=OUTLINE_COLOUR, width=3, tags="crosshair")
+            c.create_line(*coords, fill=CROSSHAIR_COLOUR, width=1, tags="crosshair")
 
     def _draw_help(self) -> None:
+        """Two text columns, the second placed after the widest key: aligned in any font."""
         c = self.canvas
-        text = "\n".join(f"{k:<30} {v}" for k, v in KEYS)
-        item = c.create_text(20, 20, text=text, anchor="nw", fill="#ffffff", font=("TkFixedFont", 10), tags=("help", "help_text"))
-        x0, y0, x1, y1 = c.bbox(item)
+        keys = c.create_text(20, 20, text="\n".join(k for k, _ in KEYS), anchor="nw", fill="#ffffff", font=FIXED_FONT,
+                             tags=("help", "help_keys"))
+        right = c.bbox(keys)[2]
+        text = c.create_text(right + 24, 20, text="\n".join(v for _, v in KEYS), anchor="nw", fill="#ffffff", font=FIXED_FONT,
+                             tags=("help", "help_text"))
+        x0, y0, _, y1 = c.bbox(keys)
+        x1 = c.bbox(text)[2]
         c.create_rectangle(x0 - 10, y0 - 10, x1 + 10, y1 + 10, fill="#000000", outline="#888888", stipple="gray75", tags="help")
-        c.tag_raise(item)
+        c.tag_raise(keys)
+        c.tag_raise(text)
 
     def status_text(self) -> str:
         """Two lines: the image and its state; then the view, the cursor and the settings."""
         s = self.session
         n = len(s.images)
+        done, total, bad = s.progress()
         first = [f"{s.index + 1}/{n}  {s.name}" if n else "no images", f"[{s.status()}]",
-                 f"{len(s.labelled)}/{n} images labelled", f"snap {'r=' + str(s.snap_radius) if s.snap else 'off'}",
-                 "? help"]
+                 f"{done}/{total} images labelled" + (f" ({bad} unreadable)" if bad else ""),
+                 f"snap {'r=' + str(s.snap_radius) if s.snap else 'off'}", "? help"]
+        if self.review_filter:
+            first.insert(3, f"review: {self.review_filter}")
         second = []
         if s.editable:
             second.append(f"zoom {self.view.scale:.2f}x")
@@ -388,7 +541,7 @@ class AnnotationApp:
                 u, v = s.state.points[s.selected]
                 second.append(f"selected #{s.selected + 1} at ({u:.2f}, {v:.2f})")
             if len(s.proposals):
-                second.append(f"{len(s.proposals)} proposal(s): Enter accepts")
+                second.append(f"{len(s.shown_proposals)}/{len(s.proposals)} proposal(s) >= {s.score_threshold:.2f}: Enter accepts")
             second.append(self.window.describe())
         return "   ".join(first) + "\n" + "   ".join(second)
 
