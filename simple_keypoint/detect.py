@@ -249,18 +249,17 @@ def video_frames(source: Source, options: DetectOptions, stop: threading.Event, 
     """
     attempts = options.retries if source.kind == "url" else 0
 
-    def connect() -> cv2.VideoCapture | None:
-        for attempt in range(attempts + 1):
-            if attempt:
-                if stop.wait(options.retry_delay):
-                    return None
+    def connect(tries: int, wait_first: bool) -> cv2.VideoCapture | None:
+        for attempt in range(tries):
+            if (attempt or wait_first) and stop.wait(options.retry_delay):
+                return None
             capture = open_capture(source)
             if capture.isOpened():
                 return capture
             capture.release()
         return None
 
-    capture = connect()
+    capture = connect(attempts + 1, wait_first=False)
     if capture is None:
         what = "cannot open camera" if source.kind == "camera" else "cannot open video"
         raise SourceError(f"{source}: {what}" + (f" (tried {attempts + 1} times)" if attempts else ""))
@@ -277,7 +276,9 @@ def video_frames(source: Source, options: DetectOptions, stop: threading.Event, 
             if not ok:
                 if source.kind == "url" and not (0 < count <= index):
                     capture.release()
-                    capture = connect()
+                    capture = connect(attempts, wait_first=True)
+                    if capture is None and stop.is_set():
+                        return
                     if capture is None:
                         raise SourceError(f"{source}: stream dropped after {index} frame(s); "
                                           f"{attempts} reconnection attempt(s) failed")
@@ -296,7 +297,8 @@ def video_frames(source: Source, options: DetectOptions, stop: threading.Event, 
                 yield index, time_s, image
             index += 1
     finally:
-        capture.release()
+        if capture is not None:
+            capture.release()
 
 
 def read_sources(sources: list[Source], options: DetectOptions, out: queue.Queue, stop: threading.Event,
