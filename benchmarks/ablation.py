@@ -4,12 +4,12 @@ Each run is a checkpoint written by ``python -m simple_keypoint.heatmap.train`` 
 changed; the table shows the settings it stores beside its validation figures:
 
     python -m simple_keypoint.heatmap.train --out runs/sigma1 --sigma 1.0      # ... one run per row
-    python benchmarks/ablation.py runs/heatmap/weights/best.pt runs/sigma1/weights/best.pt --subpixel --plain
+    python -m benchmarks.ablation runs/heatmap/weights/best.pt runs/sigma1/weights/best.pt --subpixel --plain
 
 AP@3px and Pd@1px rank every prediction (threshold 0); Pd@3px and FA/img are at the threshold
 today's rule (``evaluate.pick_threshold``) picks on this split, so runs made under an older rule
-compare fairly. ``--split-seed`` must be the ``--seed`` the runs were trained with, so the
-split scored here is the one they held out.
+compare fairly. Each run is scored on the split it held out, read from its stored training
+settings (``simple_keypoint.training.validation_samples``).
 """
 
 from __future__ import annotations
@@ -20,16 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
+from simple_keypoint.dataset import DatasetError, Sample, load_dataset
+from simple_keypoint.evaluate import pick_threshold, predict_all, score
+from simple_keypoint.predict import Localizer, localizer_from_checkpoint
+from simple_keypoint.tables import markdown_row
+from simple_keypoint.training import carve_validation
 
-from simple_keypoint.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from simple_keypoint.dataset import DatasetError, load_dataset, split  # noqa: E402
-from simple_keypoint.evaluate import pick_threshold, predict_all, score  # noqa: E402
-from simple_keypoint.predict import Localizer, localizer_from_checkpoint  # noqa: E402
-
-HEAD = ("| run | loss | sigma | widths | crop | lr | epochs | ema | best epoch | AP@3px | Pd@1px | err px | threshold | Pd@3px "
-        "| FA/img | AP@3px, last 10 epochs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADERS = ["run", "loss", "sigma", "widths", "crop", "lr", "epochs", "ema", "best epoch", "AP@3px", "Pd@1px", "err px",
+           "threshold", "Pd@3px", "FA/img", "AP@3px, last 10 epochs"]
 
 
 def curve(best: Path) -> str:
@@ -53,15 +52,14 @@ def row(name: str, settings: dict, epoch: int, model: Localizer, samples: list, 
              f"{ranked['AP@3px']:.3f}", f"{ranked['Pd@1px']:.3f}",
              f"{ranked['err_mean@3px']:.2f}", f"{conf:.2f}",
              f"{chosen['Pd@3px']:.3f}", f"{chosen['FA/img@3px']:.3f}", steadiness]
-    return f"| {name} | " + " | ".join(map(str, cells)) + " |"
+    return markdown_row([name, *cells])
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoints", nargs="+", type=Path, help="best.pt of each heatmap run")
-    p.add_argument("--data", default=str(ROOT / "data/train"), help="the folder the runs were trained on")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--data", default=None, help="where the runs' --data folder is now (default: the one each stores)")
     p.add_argument("--subpixel", action="store_true", help="also score the first run without sub-pixel decoding")
     p.add_argument("--fit", action="store_true",
                    help="also score every run on the images it trained on: no better there than on validation = underfitting")
@@ -69,21 +67,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="also score every run with plain scores (sigmoid of the peak logit, not relative to the frame's clutter)")
     args = p.parse_args(argv)
 
-    try:
-        samples, _ = load_dataset(args.data, progress=False)
-    except DatasetError as e:
-        print(f"error: {e}")
-        return 1
-    trained_on, val = split(samples, args.val_fraction, args.split_seed)
-    print(f"validation: {len(val)} images, {sum(len(s.points) for s in val)} targets of {args.data} "
-          f"(split seed {args.split_seed})")
-    print(HEAD)
+    read: dict[str, list[Sample]] = {}  # each --data folder is read once
+    print(markdown_row(HEADERS) + "\n|" + "---|" * len(HEADERS))
     failures = []
     for i, path in enumerate(args.checkpoints):
         try:
             checkpoint = load_checkpoint(path, "heatmap")
-        except CheckpointError as e:  # one bad run does not stop the table
-            failures.append(str(e))
+            settings = checkpoint["train_args"]
+            folder = str(args.data or settings["data"])
+            if folder not in read:
+                read[folder] = load_dataset(folder, progress=False)[0]
+            trained_on, val = carve_validation(read[folder], settings)
+        except (CheckpointError, DatasetError, KeyError) as e:  # one bad run does not stop the table
+            failures.append(f"{path}: {e}" if isinstance(e, KeyError) else str(e))
             continue
         run = path.parent.parent.name  # runs/<run>/weights/best.pt; any other file (weights/heatmap.pt) by its own name
         name = run if path.parent.name == "weights" and run else path.stem

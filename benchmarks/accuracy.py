@@ -1,13 +1,13 @@
 """Accuracy on a labelled folder (default SIRST test): the shipped models beside the baselines.
 
-    python benchmarks/accuracy.py                 # table on data/test
-    python benchmarks/accuracy.py --markdown      # the same, as the README's Markdown table
+    python -m benchmarks.accuracy                 # table on data/test
+    python -m benchmarks.accuracy --markdown      # the same, as the README's Markdown table
 
 Rows: the shipped heatmap model at its default threshold (and with plain rather than
 clutter-relative scores, and without sub-pixel decoding, to show each step's gain alone), the
 shipped regression model (single-target images only), the white top-hat baseline (element size
 and threshold chosen on data/train), and the seed article's recipes when their weights exist
-(train them with benchmarks/seed_recipe.py).
+(train them with python -m benchmarks.seed_recipe).
 Thresholds are never chosen on the data being scored.
 """
 
@@ -20,18 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.tophat import TopHatDetector
+from simple_keypoint.checkpoint import load_checkpoint
+from simple_keypoint.dataset import Sample, load_dataset
+from simple_keypoint.evaluate import pick_threshold, predict_all, score
+from simple_keypoint.images import standardise
+from simple_keypoint.labels import atomic_write
+from simple_keypoint.predict import Localizer, localizer_from_checkpoint
+from simple_keypoint.regression.method import REGRESSION
+from simple_keypoint.tables import format_table
+from simple_keypoint.training import validation_samples
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from threshold import validation_split  # noqa: E402
-from tophat import TopHatDetector  # noqa: E402
-
-from simple_keypoint.checkpoint import load_checkpoint  # noqa: E402
-from simple_keypoint.dataset import Sample, load_dataset  # noqa: E402
-from simple_keypoint.evaluate import format_table, pick_threshold, predict_all, score  # noqa: E402
-from simple_keypoint.images import standardise  # noqa: E402
-from simple_keypoint.predict import Localizer, load_model, localizer_from_checkpoint  # noqa: E402
 
 COLUMNS = ["images", "targets", "AP@3px", "Pd@3px", "FA/img@3px", "FA/MPx@3px", "err_mean@3px", "err_median@3px",
            "Pd@1px", "Pd@2px"]
@@ -88,29 +88,21 @@ def shipped_rows(samples: list[Sample], heatmap: str | Path | None, regression: 
         rows[name]["crops"] = len(crops)
         if ablation:
             model.relative = False
-            plain_conf = pick_threshold(predict_all(model, validation_split(checkpoint, samples=train)))
+            plain_conf = pick_threshold(predict_all(model, validation_samples(checkpoint["train_args"], samples=train)))
             rows[f"heatmap, plain scores (threshold {plain_conf:.2f})"] = score(predict_all(model, samples), plain_conf)
             model.relative = True
             model.subpixel = False
             rows["heatmap, no sub-pixel decoding"] = score(predict_all(model, samples), model.conf)
     if regression and Path(regression).exists():
-        model = load_model(regression, device="cpu")
-        single = [s for s in samples if len(s.points) == 1]
-        rows[f"regression (shipped; {len(single)} single-target images)"] = score(predict_all(model, single), 0.0)
+        model = localizer_from_checkpoint(load_checkpoint(regression), "cpu", regression)
+        usable = [s for s in samples if model.spec.accepts(len(s.points))]
+        rows[f"regression (shipped; {len(usable)} single-target images)"] = score(predict_all(model, usable), 0.0)
     return rows
 
 
-def markdown(rows: dict[str, dict[str, float]]) -> str:
-    head = "| model | " + " | ".join(COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
-    for name, m in rows.items():
-        cells = [f"{m[c]:d}" if isinstance(m[c], int) else f"{m[c]:.3f}" for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=str(ROOT / "data/test"), help="labelled folder to score")
     p.add_argument("--train", default=str(ROOT / "data/train"), help="where the baseline's settings are chosen")
     p.add_argument("--heatmap", default=str(ROOT / "weights/heatmap.pt"))
@@ -121,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     samples, _ = load_dataset(args.data, progress=False)
-    single = [s for s in samples if len(s.points) == 1]
+    single = [s for s in samples if REGRESSION.accepts(len(s.points))]
     train, _ = load_dataset(args.train, progress=False)
     rows = shipped_rows(samples, args.heatmap, args.regression, ablation=True, train=train)
     tophat = tune_tophat(train)
@@ -129,16 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         predict_all(tophat, samples), tophat.conf)
     seed = Path(args.seed_weights)
     if (seed / "seed_heatmap.pt").exists() or (seed / "seed_regression.pt").exists():
-        from seed_recipe import seed_rows
+        from benchmarks.seed_recipe import seed_rows
 
         rows.update(seed_rows(seed, samples, single))
 
     for name, row in rows.items():
         if "silent" in row:
             print(f"{name}: no point reported on {row['silent']:.1%} of {row['crops']} target-free 128x128 crops")
-    print(markdown(rows) if args.markdown else format_table(rows, COLUMNS))
+    print(format_table(rows, COLUMNS, markdown=args.markdown, first="model"))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        atomic_write(args.json, json.dumps(rows, indent=2).encode())
     return 0
 
 

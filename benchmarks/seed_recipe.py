@@ -4,7 +4,7 @@ Heatmap: 3-channel input stretched to 360x480, a Gaussian of radius 30 px (sigma
 point, MSE on the raw output, argmax decoding (one point per image), 40 epochs.
 Regression: the same input, a CNN with global max-pool + FC + sigmoid (x, y), MSE, 40 epochs.
 
-    python benchmarks/seed_recipe.py            # trains both on data/train -> benchmarks/weights/
+    python -m benchmarks.seed_recipe            # trains both on data/train -> benchmarks/weights/
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from benchmarks.seed_nets import SEED_SIZE, SeedHeatmapNet, SeedRegressionNet, argmax_point, seed_input, xy_point
+from simple_keypoint.checkpoint import load_checkpoint, save_checkpoint
+from simple_keypoint.dataset import Sample, load_dataset
+from simple_keypoint.evaluate import ImageResult, score
+from simple_keypoint.heatmap.target import gaussian_heatmaps
+from simple_keypoint.regression.method import REGRESSION
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from seed_nets import SEED_SIZE, SeedHeatmapNet, SeedRegressionNet, argmax_point, seed_input, xy_point  # noqa: E402
-
-from simple_keypoint.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from simple_keypoint.dataset import Sample, load_dataset  # noqa: E402
-from simple_keypoint.evaluate import ImageResult, score  # noqa: E402
-from simple_keypoint.heatmap.target import gaussian_heatmaps  # noqa: E402
 
 SIGMA = 10.0  # radius 30 px = 3 sigma, at 360x480
 
@@ -103,7 +101,8 @@ def seed_rows(folder: Path, samples: list[Sample], single: list[Sample]) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.seed_recipe", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=str(ROOT / "data/train"))
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/weights")
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     samples, _ = load_dataset(args.data, progress=False)
     for kind in ("heatmap", "regression"):
         if args.only in (None, kind):
-            chosen = samples if kind == "heatmap" else [s for s in samples if len(s.points) == 1]
+            chosen = samples if kind == "heatmap" else [s for s in samples if REGRESSION.accepts(len(s.points))]
             train_seed(kind, chosen, args.epochs, args.out)
     return 0
 

@@ -44,9 +44,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.seed_nets import SEED_SIZE, SeedHeatmapNet, argmax_point, seed_input
 from simple_keypoint.checkpoint import load_checkpoint
 from simple_keypoint.heatmap.decode import decode_logits
-from simple_keypoint.heatmap.model import HeatmapNet
-from simple_keypoint.predict import FastHeatmapNet, Localizer, OnnxLocalizer, load_model, pad_to_multiple
-from simple_keypoint.regression.model import RegressionNet
+from simple_keypoint.heatmap.model import FastHeatmapNet, HeatmapNet
+from simple_keypoint.methods import build_model
+from simple_keypoint.onnx_session import onnx_session
+from simple_keypoint.predict import Localizer, OnnxLocalizer, load_model, pad_to_multiple
+from simple_keypoint.tables import render_table
 
 FRAME = (256, 320)
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,17 +133,18 @@ def load_or_untrained(method: str, weights: Path) -> tuple[Localizer, dict, str]
     if weights.is_file():
         checkpoint = load_checkpoint(weights)
         return load_model(weights, device="cpu"), checkpoint, weights.name
-    return untrained(method, {}) + (f"untrained default {'HeatmapNet' if method == 'heatmap' else 'RegressionNet'}",)
+    loc, checkpoint = untrained(method, {})
+    return loc, checkpoint, f"untrained default {type(loc.net).__name__}"
 
 
 def untrained(method: str, model_args: dict) -> tuple[Localizer, dict]:
-    net = (HeatmapNet if method == "heatmap" else RegressionNet)(**model_args).eval()
+    net = build_model(method, model_args).eval()
     return Localizer(method, net, device="cpu"), {"method": method, "model_args": model_args, "model_state": net.state_dict()}
 
 
 def torch_row(name: str, loc: Localizer) -> Row:
     x = pad_to_multiple(torch.zeros(1, 1, *FRAME), loc.stride)
-    net = loc._fast_net() if loc.method == "heatmap" else loc.net
+    net = loc.inference_net()
     return Row(name, loc.predict, net, x, params=sum(p.numel() for p in loc.net.parameters()))
 
 
@@ -172,7 +175,7 @@ def build_rows(args: argparse.Namespace, folder: Path) -> tuple[list[Callable[[]
         notes.append(f"{method} model: {what}")
         rows += [lambda m=method, loc=loc: torch_row(f"{m}, torch", loc),
                  lambda m=method, loc=loc, c=checkpoint: onnx_row(f"{m}, onnxruntime", loc, c, args.threads, folder)]
-        if method == "heatmap":
+        if loc.spec.has_heatmap:  # the seed recipe's net is a heatmap net
             rows.append(seed_row)
     if args.candidates:
         for name, model_args in CANDIDATES.items():
@@ -197,18 +200,13 @@ def time_rows(rows: list[Row], frames: list[np.ndarray], n: int, warmup: int = 2
 
 def batch_throughput(rows: list[Row], threads: int) -> list[tuple[str, dict[int, float]]]:
     """Network-only frames/s at batch 1, 8, 32 with ``threads`` threads (torch and onnxruntime)."""
-    import onnxruntime as ort
-
     torch.set_num_threads(threads)
     out = []
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
     for row in rows:
         if "cand." in row.name or "regression" in row.name:
             continue
         fps = {}
-        session = ort.InferenceSession(str(row.onnx_path), options, providers=["CPUExecutionProvider"]) if row.onnx_path else None
+        session = onnx_session(row.onnx_path, threads) if row.onnx_path else None
         for batch in (1, 8, 32):
             x = torch.randn(batch, *row.example.shape[1:])
             run = (lambda x=x, s=session: s.run(None, {"image": x.numpy()})) if session else (lambda x=x, n=row.net: n(x))
@@ -297,14 +295,12 @@ def ablations(runs: int, markdown: bool) -> None:
     sessions = {}
     with tempfile.TemporaryDirectory() as folder:
         for level in ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL"):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
             for name, model in (("plain", net), ("fast", export_module("heatmap", net)[0])):
                 with warnings.catch_warnings():  # the legacy exporter's deprecation notice
                     warnings.simplefilter("ignore")
                     torch.onnx.export(model, (x,), f"{folder}/{name}.onnx", dynamo=False, opset_version=17, input_names=["image"])
-                sessions[f"onnxruntime {name} net, {level}"] = ort.InferenceSession(f"{folder}/{name}.onnx", options)
+                optimization = getattr(ort.GraphOptimizationLevel, level)
+                sessions[f"onnxruntime {name} net, {level}"] = onnx_session(f"{folder}/{name}.onnx", 1, optimization)
     logits = net(x).detach()[0, 0].numpy()
     cases = {
         "plain net, torch.no_grad": lambda: torch.no_grad()(net)(x),
@@ -325,17 +321,8 @@ def ablations(runs: int, markdown: bool) -> None:
                 times[name].append(t)
     print(f"\nablations, default HeatmapNet, {FRAME[0]}x{FRAME[1]}, one thread, {runs} interleaved runs "
           f"(decode: conf 0, 20 points, sub-pixel on)\n")
-    print(table(["variant", "ms median", "ms p90"],
+    print(render_table(["variant", "ms median", "ms p90"],
                 [[k, f"{np.median(t):.2f}", f"{np.percentile(t, 90):.2f}"] for k, t in times.items()], markdown))
-
-
-def table(headers: list[str], lines: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-                         + ["| " + " | ".join(line) + " |" for line in lines])
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *lines, strict=True)]
-    fmt = lambda cells: "  ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-    return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             results = layer_times(model, x)
             print(f"\n{type(model).__name__} (default args), {FRAME[0]}x{FRAME[1]}, {args.threads} thread(s), "
                   f"median of 100 (hooks add a little)\n")
-            print(table(["block", "ms", "MFLOP"], [[n, f"{t:.2f}", f"{f:.1f}"] for n, t, f in results], args.markdown))
+            print(render_table(["block", "ms", "MFLOP"], [[n, f"{t:.2f}", f"{f:.1f}"] for n, t, f in results], args.markdown))
         return 0
     with tempfile.TemporaryDirectory() as folder:
         factories, notes = build_rows(args, Path(folder))
@@ -390,13 +377,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{os.cpu_count()} cores, load average {load[0]:.1f} (other processes share this machine)")
         print(f"this machine, {args.threads} thread(s): matmul 1024^2 {matmul:.0f} GFLOP/s, conv3x3 16->16 @64x80 {conv:.0f} GFLOP/s; "
               + "; ".join(notes) + "\n")
-        print(table(["model", "params", "MFLOP", "weights", "activations", "floor ms (matmul/conv)", "ms median", "ms p90",
+        print(render_table(["model", "params", "MFLOP", "weights", "activations", "floor ms (matmul/conv)", "ms median", "ms p90",
                      "frames/s", "vs seed", "peak RSS MiB / after imports"], lines, args.markdown))
         if not args.no_batch:
             threads = os.cpu_count() or 1
             every, one = batch_throughput(rows, threads), batch_throughput(rows, 1)
             print(f"\nnetwork only, frames/s by batch size, {threads} threads (all cores) | 1 thread:\n")
-            print(table(["model", *(f"batch {b}" for b in (1, 8, 32)), *(f"batch {b}, 1 thread" for b in (1, 8, 32))],
+            print(render_table(["model", *(f"batch {b}" for b in (1, 8, 32)), *(f"batch {b}, 1 thread" for b in (1, 8, 32))],
                         [[name, *(f"{fps[b]:.0f}" for b in (1, 8, 32)), *(f"{fps1[b]:.0f}" for b in (1, 8, 32))]
                          for (name, fps), (_, fps1) in zip(every, one, strict=True)], args.markdown))
     return 0

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.speed import machine_rates, table
+from benchmarks.speed import machine_rates
+from simple_keypoint.heatmap.loss import heatmap_loss
 from simple_keypoint.heatmap.model import HeatmapNet
-from simple_keypoint.heatmap.train import heatmap_loss
+from simple_keypoint.tables import render_table
 
 VARIANTS = {  # name: (memory format, autocast to bf16)
     "NCHW fp32 (PyTorch default)": (torch.contiguous_format, False),
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{gflop:.2f} GFLOP per step (forward + backward); matmul {matmul:.0f} GFLOP/s -> floor {gflop / matmul * 1e3:.1f} ms")
     rows = [[name, f"{np.median(t):.1f}", f"{np.percentile(t, 90):.1f}", f"{args.batch_size / np.median(t) * 1e3:.0f}",
              f"{gflop / np.median(t) * 1e3:.1f}", f"{base / np.median(t):.2f}x"] for name, t in times.items()]
-    print(table(["variant", "ms/step median", "ms p90", "crops/s", "GFLOP/s", "vs NCHW fp32"], rows, args.markdown))
+    print(render_table(["variant", "ms/step median", "ms p90", "crops/s", "GFLOP/s", "vs NCHW fp32"], rows, args.markdown))
     return 0
 
 

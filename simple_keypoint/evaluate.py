@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from simple_keypoint.tables import format_table
+
 if TYPE_CHECKING:
     from simple_keypoint.dataset import Sample
     from simple_keypoint.predict import Localizer
@@ -124,20 +126,6 @@ def predict_all(localizer: Localizer, samples: list[Sample], conf: float = 0.0,
         pred = localizer.predict_standardised(s.image, conf=conf)
         results.append(ImageResult(s.name, s.points, pred, s.image.size))
     return results
-
-
-def format_table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
-    """A plain-text table: one row per entry of ``rows``."""
-    width = max(len(k) for k in rows) if rows else 5
-    head = f"{'':{width}}  " + "  ".join(f"{c:>12}" for c in columns)
-    lines = [head]
-    for name, m in rows.items():
-        cells = []
-        for c in columns:
-            v = m.get(c, float("nan"))
-            cells.append(f"{v:>12d}" if isinstance(v, int) else f"{v:>12.3f}")
-        lines.append(f"{name:{width}}  " + "  ".join(cells))
-    return "\n".join(lines)
 
 
 MAIN_COLUMNS = ["images", "targets", "AP@3px", "Pd@3px", "FA/img@3px", "FA/MPx@3px", "err_mean@3px",

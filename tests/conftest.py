@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `import detect` and the package, whatever the working folder
-    sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # importable: `python -m pytest` from here puts it on the path
 
 SIRST_TRAIN = REPO / "data" / "train"
 # 8 images of data/train: gray, BGR and BGRA files, 1- and 2-target labels (2 of them are skipped by regression).

@@ -3,13 +3,8 @@ validation threshold. Hand-computed cases, and the fast paths against the defini
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simple_keypoint.evaluate import ImageResult, average_precision, match, pick_threshold, score  # noqa: E402
 
@@ -103,13 +98,11 @@ def test_score_and_threshold_equal_their_definitions(seed: int) -> None:
 
 
 def test_threshold_script_gives_what_training_stored(heatmap_checkpoint, tmp_path):
-    """benchmarks/threshold.py re-picks a checkpoint's threshold on its own validation split: with
+    """python -m simple_keypoint.threshold re-picks a checkpoint's threshold on its own validation split: with
     the same rule it must find the value training stored, and --write must store what it found."""
     import shutil
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import threshold
-
+    from simple_keypoint import threshold
     from simple_keypoint.checkpoint import load_checkpoint
 
     copy = tmp_path / "best.pt"

@@ -1,6 +1,6 @@
 """The shipped weights still score what the README states on SIRST test (evaluation only).
 
-benchmarks/accuracy.py wrote benchmarks/accuracy.json and the README table from one run; this
+python -m benchmarks.accuracy wrote benchmarks/accuracy.json and the README table from one run; this
 re-scores the shipped models the same way and fails if a figure moved, so a change that costs
 accuracy (in the model, the decoder, the reader or the metric) cannot land unnoticed.
 """
@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.accuracy import shipped_rows
+from simple_keypoint.dataset import load_dataset
+from simple_keypoint.evaluate import match
+from simple_keypoint.predict import load_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from accuracy import shipped_rows  # noqa: E402
-
-from simple_keypoint.dataset import load_dataset  # noqa: E402
-from simple_keypoint.evaluate import match  # noqa: E402
-from simple_keypoint.predict import load_model  # noqa: E402
 
 CHECKED = ["AP@3px", "Pd@3px", "FA/img@3px", "err_mean@3px", "Pd@1px", "silent"]
 TOLERANCE = 0.005  # float sums differ a little between machines and thread counts

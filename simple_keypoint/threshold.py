@@ -1,0 +1,82 @@
+"""A checkpoint's default threshold, picked again on its own validation split, and optionally stored.
+
+    python -m simple_keypoint.threshold weights/heatmap.pt                 # print it (and the stored one)
+    python -m simple_keypoint.threshold weights/heatmap.pt --write         # store it in the checkpoint
+    python -m simple_keypoint.threshold runs/x/weights/best.pt --max-false-per-image 0.2 --write
+
+Training picks the threshold this way after every epoch (``evaluate.pick_threshold`` on the split
+carved from its ``--data`` with its ``--val-fraction`` and ``--seed``); this redoes it for a
+checkpoint made before a change of that rule, or for another false-alarm budget. Never run it with
+the data the final numbers are reported on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from simple_keypoint.dataset import DatasetError
+from simple_keypoint.evaluate import FALSE_ALARMS_PER_IMAGE, pick_threshold, predict_all, score
+from simple_keypoint.predict import localizer_from_checkpoint
+from simple_keypoint.training import validation_samples
+
+
+@dataclass
+class Repicked:
+    conf: float  # the threshold picked now
+    stored: float  # the one the checkpoint held
+    images: int  # validation images it was picked on
+    metrics: dict[str, float]  # scores on them at ``conf``
+
+
+def repick_threshold(checkpoint: dict[str, Any], max_false_per_image: float = FALSE_ALARMS_PER_IMAGE,
+                     data: str | os.PathLike | None = None, path: str | os.PathLike = "<checkpoint>") -> Repicked:
+    """Pick ``checkpoint``'s threshold again on the validation split its training settings name
+    (``data``: where its ``--data`` folder is now). Raises CheckpointError or DatasetError."""
+    model = localizer_from_checkpoint(checkpoint, "cpu", path)
+    if not model.spec.picks_threshold:
+        raise CheckpointError(f"{path}: a {model.method} model has no threshold to pick")
+    if "train_args" not in checkpoint:
+        raise CheckpointError(f"{path}: holds no training settings, so its validation split is unknown")
+    val = validation_samples(checkpoint["train_args"], data, method=model.spec)
+    results = predict_all(model, val)
+    conf = pick_threshold(results, max_false_per_image)
+    return Repicked(conf, float(checkpoint.get("decode", {}).get("conf", model.conf)), len(val), score(results, conf))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simple_keypoint.threshold", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="a checkpoint of a method that picks a threshold (best.pt or a shipped one)")
+    p.add_argument("--max-false-per-image", type=float, default=FALSE_ALARMS_PER_IMAGE,
+                   help="false-alarm budget per validation image")
+    p.add_argument("--data", default=None, help="the folder it was trained on (default: the one in its settings)")
+    p.add_argument("--write", action="store_true", help="store the threshold in the checkpoint (atomically)")
+    args = p.parse_args(argv)
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+        picked = repick_threshold(checkpoint, args.max_false_per_image, args.data, args.checkpoint)
+    except (CheckpointError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.checkpoint}: threshold {picked.conf:.4f} (stored {picked.stored:.4f}) for <= "
+          f"{args.max_false_per_image} false alarms/image on {picked.images} validation images: "
+          f"Pd@3px {picked.metrics['Pd@3px']:.3f}, {picked.metrics['FA/img@3px']:.3f} false alarms/image")
+    if args.write:
+        checkpoint.setdefault("decode", {})["conf"] = picked.conf
+        try:
+            save_checkpoint(args.checkpoint, checkpoint)
+        except OSError as e:
+            print(f"error: cannot write {args.checkpoint}: {e.strerror or e}", file=sys.stderr)
+            return 1
+        print(f"stored in {args.checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
