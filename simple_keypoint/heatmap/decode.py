@@ -21,9 +21,8 @@ import cv2
 import numpy as np
 
 _KERNEL = np.ones((3, 3), np.uint8)
-# Score logit = peak logit - CLUTTER_WEIGHT x the image's clutter level. Chosen on validation
-# (README, "Ablation"): validation AP@3px +0.025 on average, higher for all 8 runs of 2 splits;
-# weights 0.25-0.75 and the 99th-99.9th percentile all helped, a weight of 1 did not.
+# Score logit = peak logit - CLUTTER_WEIGHT x the image's clutter level; both chosen on validation
+# (README, "Ablation"; the figures are in docs/measurements.md).
 CLUTTER_QUANTILE = 0.999
 CLUTTER_WEIGHT = 0.5
 # A pixel's 4 raster-earlier neighbours (the row above and its left): dilating with this kernel
@@ -37,7 +36,7 @@ def local_maxima(heat: np.ndarray, floor: float = -math.inf) -> np.ndarray:
     A maximum is >= its 8 neighbours and strictly greater than the 4 that come before it in
     raster order (outside the map counts as lower), so a plateau of equal values (e.g. an image
     region the net sees as flat) gives one point, its first pixel, not one per pixel. OpenCV's
-    dilation is ~50x faster than torch's max-pool on one channel.
+    dilation, not torch's max-pool: much faster on one channel.
     """
     is_peak = heat == cv2.dilate(heat, _KERNEL)  # dilate's constant border is the lowest value
     is_peak &= heat > cv2.dilate(heat, _EARLIER)
@@ -48,8 +47,8 @@ def local_maxima(heat: np.ndarray, floor: float = -math.inf) -> np.ndarray:
 
 def clutter_level(heat: np.ndarray) -> float:
     """How high an image's map runs away from its peaks: the 99.9th percentile of its values (the
-    top 0.1 % of a 256x320 map is ~80 pixels, a few blobs). Taken on every second row and column:
-    0.13 ms instead of 0.5 ms per 256x320 frame, validation AP the same to 0.001."""
+    top 0.1 % of a frame's map is a few blobs). Taken on every second row and column, which is
+    several times faster and scores the same (docs/measurements.md)."""
     sample = np.asarray(heat)[::2, ::2].reshape(-1)
     if sample.size == 0:
         return 0.0
