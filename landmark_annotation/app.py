@@ -22,6 +22,8 @@ UNCERTAIN_COLOUR, CLICK_COLOUR = "#ff8c00", "#ffffff"
 # The crosshair and every marker are drawn twice, a wide dark line under a light one, so they
 # stand out on any colour map (a single blue or green line vanishes on jet, viridis or noise).
 CROSSHAIR_COLOUR, OUTLINE_COLOUR = "#ffffff", "#000000"
+# Percentile window of the background-subtracted view (low, high).
+BACKGROUND_WINDOW = (50.0, 100.0)
 FIXED_FONT = "TkFixedFont"  # the named font: the tuple ("TkFixedFont", 10) would be a missing family
 STATE_COLOURS = {"unlabelled": "#b0b0b0", "labelled": "#00c050", "no target": "#4aa3ff", "unreadable": "#ff6060",
                  "proposals pending": "#ff40ff", "uncertain": "#ff8c00"}
@@ -50,6 +52,7 @@ class AnnotationApp:
         self.review_filter: str | None = None  # step with d/a only through images in this state
         self.display_gray: np.ndarray | None = None  # what is shown: the image or its background-subtracted view
         self.box_at: tuple[float, float] | None = None
+        self._window_before_background = (self.window.low, self.window.high)
         self._file_indices: list[int] = []
         self._redraw_pending = False
         self._rendered_key: tuple | None = None
@@ -246,7 +249,15 @@ class AnnotationApp:
         self.redraw()
 
     def toggle_background(self) -> None:
-        self.window.background = not self.window.background
+        """t: the background-subtracted view, windowed from its median (black) to its maximum
+        (white), so the brightest spot is white and pixel noise stays dark; t again goes back."""
+        w = self.window
+        w.background = not w.background
+        if w.background:
+            self._window_before_background = (w.low, w.high)
+            w.low, w.high = BACKGROUND_WINDOW
+        else:
+            w.low, w.high = self._window_before_background
         self.display_gray = None
         self._update_levels()
         self.session.message = self.window.describe()

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 # Percentile steps the keys move through (low end and high end of the window).
-LOW_STEPS = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0)
+LOW_STEPS = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0)
 HIGH_STEPS = (90.0, 95.0, 98.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
 GAMMA_STEPS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 COLORMAPS = {"gray": None, "inferno": cv2.COLORMAP_INFERNO, "jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS}

@@ -422,3 +422,222 @@ def test_end_to_end_process_with_weights_and_xdotool(display, folder, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- issue 15: display, layout, visibility, and its targets driven with xdotool ------------------
+def displayed_contrast(gui: Driver, centre: tuple[float, float]) -> float:
+    """The spot's contrast as shown: (mean red level of the canvas pixels within 1 image pixel of
+    the spot's centre - median of a ring 6-12 image pixels out) / the ring's spread."""
+    ix, iy = (int(c) for c in gui.canvas.coords("image"))
+    photo = gui.app.photo
+    scale = gui.app.view.scale
+    cx, cy = gui.app.view.to_canvas(*centre)
+    core, ring = [], []
+    for dy in range(-int(12 * scale), int(12 * scale) + 1):
+        for dx in range(-int(12 * scale), int(12 * scale) + 1):
+            r = np.hypot(dx, dy) / scale
+            if r <= 1.0 or 6 <= r <= 12:
+                x, y = int(cx + dx - ix), int(cy + dy - iy)
+                if 0 <= x < photo.width() and 0 <= y < photo.height():
+                    (core if r <= 1.0 else ring).append(photo.get(x, y)[0])
+    ring = np.array(ring, float)
+    return (np.mean(core) - np.median(ring)) / max(ring.std(), 1.0)
+
+
+def test_16bit_snr5_spot_is_visible_at_fitted_zoom_after_one_key(display, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    centre = (300.4, 200.7)
+    yy, xx = np.mgrid[:512, :640]
+    rng = np.random.default_rng(5)
+    frame = 20000 + 150 * np.exp(-((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) / (2 * 1.0 ** 2)) + rng.normal(0, 30, xx.shape)
+    write(images / "deep.png", frame.astype(np.uint16))
+    gui = Driver(Session(images))
+    try:
+        assert gui.app.view.scale < 2  # fitted: the whole 640 x 512 frame
+        before = displayed_contrast(gui, centre)
+        gui.key("t")  # the background-subtracted view
+        after = displayed_contrast(gui, centre)
+        assert "background-subtracted" in gui.message()
+        assert after >= 4.0 and after >= 2 * before, (before, after)
+        gui.key("t")
+        gui.canvas.event_generate("<Motion>", x=gui.at(*centre)[0], y=gui.at(*centre)[1])
+        gui.key("b")  # window on the box around the cursor instead: the spot is the brightest there
+        assert "box at cursor" in gui.message() and gui.app.levels[1] > 20000 + 2 * 30
+    finally:
+        gui.close()
+
+
+def test_two_line_message_fits_and_help_is_aligned_and_the_list_shows_states(display, folder):
+    gui = Driver(Session(folder))
+    try:
+        gui.root.geometry("960x699+0+0")
+        gui.pump()
+        gui.session.message = "NOT SAVED " + "/a/very/long/path/" * 12 + "a_spot.txt: Read-only file system"
+        gui.app.redraw()
+        gui.pump()
+        label = gui.app.message
+        assert label.winfo_reqheight() > 30  # wrapped onto two lines or more
+        assert label.winfo_y() + label.winfo_height() <= gui.root.winfo_height()
+        assert label.winfo_height() >= label.winfo_reqheight()  # not cut
+        gui.key("question", state=0x1)
+        keys, text = gui.canvas.bbox("help_keys"), gui.canvas.bbox("help_text")
+        assert text[0] > keys[2] and "window on the visible area" in gui.canvas.itemcget("help_text", "text")
+        gui.key("Escape")
+        gui.click(*SPOT)
+        gui.key("l")
+        rows = gui.app.files.get(0, "end")
+        assert [r.split()[0] for r in rows] == ["labelled", "unlabelled", "unlabelled"]
+        gui.key("d")  # the broken one is found unreadable on the way
+        assert gui.app.files.get(1).startswith("unreadable")
+        gui.key("v")
+        gui.key("v")  # review: labelled
+        assert "review: labelled" in gui.status()
+        gui.key("d")
+        assert gui.session.name == "a_spot.png"
+    finally:
+        gui.close()
+
+
+def test_crosshair_and_markers_visible_on_every_colour_map(display, folder):
+    gui = Driver(Session(folder))
+    try:
+        gui.click(*SPOT)
+        gui.root.geometry("960x700+0+0")
+        for colormap in ("gray", "inferno", "jet", "viridis"):
+            gui.app.window.colormap = colormap
+            x, y = gui.at(30, 90)
+            gui.canvas.event_generate("<Motion>", x=x, y=y)
+            gui.app.redraw()
+            gui.pump()
+            time.sleep(0.1)
+            gui.pump()
+            shot = grab_screen(gui.root.winfo_width(), gui.root.winfo_height()).astype(int)
+            line = shot[y - 1:y + 2, x + 20:x + 200].reshape(-1, 3)  # a stretch of the horizontal crosshair
+            assert (line.sum(axis=1) >= 700).any() and (line.sum(axis=1) <= 30).any(), colormap
+            px, py = gui.at(*SPOT)
+            near = shot[py - 20:py + 21, px - 20:px + 21].reshape(-1, 3)
+            selected = (0, 212, 255)  # SELECTED_COLOUR #ffd400 as BGR: the new point is selected
+            assert ((near == selected).all(axis=1)).sum() > 20 and (near.sum(axis=1) <= 30).sum() > 20, colormap
+    finally:
+        gui.close()
+
+
+def start_tool(folder: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "landmark_annotation", str(folder), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wid = xdotool_window("landmark annotation", proc)
+    subprocess.run(["xdotool", "windowfocus", "--sync", wid], check=True, timeout=10)
+    return proc, wid
+
+
+def xdotool_click(view_xy: tuple[float, float]) -> None:
+    """A real click at canvas (x, y): with no window manager the window sits at the root's (0, 0)."""
+    x, y = (int(round(c)) for c in view_xy)
+    subprocess.run(["xdotool", "mousemove", "--sync", str(x), str(y), "click", "1"], check=True, timeout=10)
+
+
+def wait_for(path: Path, timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def fitted_view(image_size: tuple[int, int]):
+    from landmark_annotation.display import View
+
+    view = View()
+    view.fit((960, 640), image_size)  # the window's default canvas
+    return view
+
+
+def test_xdotool_extended_targets_and_plain_background(display, tmp_path):
+    """Clicks 1-2 px off extended (flat-topped, >= 20 px) targets land on their mask centroid; a
+    click on plain background stays exactly where it was clicked."""
+    if shutil.which("xdotool") is None:
+        pytest.fail("xdotool is needed: apt-get install xdotool")
+    from test_annotation_targets import blob_image
+
+    from simple_keypoint.convert import mask_components
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(21)
+    truths = []
+    for k in range(4):
+        image, mask = blob_image(rng)
+        write(images / f"blob_{k}.png", image.clip(0, 255).astype(np.uint8))
+        stored = cv2.imread(str(images / f"blob_{k}.png"), cv2.IMREAD_GRAYSCALE).astype(np.float64)
+        (truth,), _ = mask_components(mask, np.clip(stored - np.median(stored[~mask]), 0, None))
+        truths.append(truth)
+    proc, _ = start_tool(images)
+    labels = tmp_path / "labels"
+    try:
+        view = fitted_view((96, 80))
+        for k, truth in enumerate(truths):
+            offset = (1.5, -1.0) if k % 2 else (-1.0, 1.7)
+            xdotool_click(view.to_canvas(truth[0] + offset[0], truth[1] + offset[1]))
+            wait_for(labels / f"blob_{k}.txt")
+            point = normalised_to_pixel(read_labels(labels / f"blob_{k}.txt")[:, :2], 96, 80)[0]
+            assert np.hypot(*(point - truth)) <= 0.3, (k, point, truth)
+            subprocess.run(["xdotool", "key", "d"], check=True, timeout=10)
+            time.sleep(0.2)
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    write(plain / "sky.png", np.random.default_rng(2).normal(120, 6, (80, 96)).clip(0, 255).astype(np.uint8))
+    proc, _ = start_tool(plain)
+    try:
+        view = fitted_view((96, 80))
+        x, y = (int(round(c)) for c in view.to_canvas(40.0, 30.0))
+        xdotool_click((x, y))
+        wait_for(tmp_path / "labels" / "sky.txt")
+        clicked = np.array(view.to_image(x, y))
+        point = normalised_to_pixel(read_labels(tmp_path / "labels" / "sky.txt")[:, :2], 96, 80)[0]
+        assert np.abs(point - clicked).max() < 1e-5  # moved by 0 (6 decimals in the file)
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_xdotool_thirty_frame_sequence_one_click_then_one_key_per_frame(display, tmp_path):
+    if shutil.which("xdotool") is None:
+        pytest.fail("xdotool is needed: apt-get install xdotool")
+    from test_annotation_targets import curved_track
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    track = curved_track()
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[:140, :180]
+    for k, (u, v) in enumerate(track):
+        frame = 40 + 120 * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / 2) + rng.normal(0, 2, xx.shape)
+        write(frames / f"f{k:03d}.png", frame.clip(0, 255).astype(np.uint8))
+    labels = tmp_path / "labels"
+    proc, _ = start_tool(frames, "--carry")
+    try:
+        view = fitted_view((180, 140))
+        xdotool_click(view.to_canvas(track[0, 0] - 1.2, track[0, 1] + 1.4))
+        wait_for(labels / "f000.txt")
+        for k in range(1, len(track)):
+            subprocess.run(["xdotool", "key", "j"], check=True, timeout=10)  # accept and move on
+            wait_for(labels / f"f{k - 1:03d}.txt")
+        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)
+        wait_for(labels / f"f{len(track) - 1:03d}.txt")
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
+        assert proc.wait(timeout=20) == 0
+        errors = [np.hypot(*(normalised_to_pixel(read_labels(labels / f"f{k:03d}.txt")[:, :2], 180, 140)[0] - truth))
+                  for k, truth in enumerate(track)]
+        assert max(errors) <= 0.3, np.round(errors, 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

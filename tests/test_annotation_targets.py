@@ -235,3 +235,28 @@ def test_label_format_uncertain_column_round_trip_and_old_files():
         parse_labels("1\n0.5 0.5 1 2\n")
     with pytest.raises(ValueError, match="one flag per point"):
         format_labels(np.array([[0.5, 0.5]]), np.array([True, False]))
+
+
+def test_carried_points_follow_the_motion_of_a_fast_target(tmp_path):
+    """8 px per frame is beyond the search radius around the last position: only the position
+    predicted from the last two frames' motion finds the target again."""
+    images = tmp_path / "frames"
+    images.mkdir()
+    angles = np.arange(12) * 8.0 / 60.0
+    track = np.stack([100 + 60 * np.cos(angles), 80 + 60 * np.sin(angles)], axis=1)
+    yy, xx = np.mgrid[:170, :200]
+    rng = np.random.default_rng(9)
+    for k, (u, v) in enumerate(track):
+        frame = 40 + 120 * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / 2) + rng.normal(0, 2, xx.shape)
+        write_image(images / f"f{k:02d}.png", frame.clip(0, 255).astype(np.uint8))
+    session = Session(images, carry=True)
+    session.start()
+    session.add(*track[0])
+    session.next()
+    session.add(*track[1])  # two clicks give the motion
+    for _ in range(len(track) - 2):
+        session.accept_and_next()
+    session.accept_proposals()
+    errors = [np.hypot(*(normalised_to_pixel(read_labels(session.label_path(k))[:, :2], 200, 170)[0] - truth))
+              for k, truth in enumerate(track)]
+    assert max(errors) <= 0.3, np.round(errors, 2)
