@@ -35,6 +35,15 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--low", type=float, default=1.0, help="display window low percentile (default 1)")
     parser.add_argument("--high", type=float, default=99.9, help="display window high percentile (default 99.9)")
     parser.add_argument("--device", default="cpu", help="device for --weights (default cpu)")
+    parser.add_argument("--open-labelme", type=Path, metavar="DIR",
+                        help="before opening: labels from DIR/<stem>.json (labelme point shapes) for images with no "
+                             "label file yet (existing labels are never overwritten; default: none)")
+    parser.add_argument("--open-coco", type=Path, metavar="FILE",
+                        help="before opening: labels from a COCO keypoints JSON, same rule (default: none)")
+    parser.add_argument("--save-labelme", type=Path, metavar="DIR",
+                        help="on quit: one labelme JSON per labelled image in DIR (default: none)")
+    parser.add_argument("--save-coco", type=Path, metavar="FILE",
+                        help="on quit: every labelled image in one COCO keypoints JSON (default: none)")
     return parser
 
 
@@ -93,9 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     if not session.images:
         print(f"error: {images}: no images (jpg/png/bmp/tif)", file=sys.stderr)
         return 2
+    from landmark_annotation import interchange
+
+    for option, opener in ((args.open_labelme, interchange.open_labelme), (args.open_coco, interchange.open_coco)):
+        if option is not None:
+            print(opener(session, option).summary(f"opened {option}:"))
     print(f"{len(session.images)} image(s) in {images}; labels in {session.labels_dir} "
           f"({len(session.labelled)} labelled)")
-    return run(session, Windowing(low=args.low, high=args.high))
+    code = run(session, Windowing(low=args.low, high=args.high))
+    failed = False
+    for option, saver in ((args.save_labelme, interchange.save_labelme), (args.save_coco, interchange.save_coco)):
+        if option is not None:
+            report = saver(session, option)
+            failed |= bool(report.problems)
+            print(report.summary(f"saved {option}:"), file=sys.stderr if report.problems else sys.stdout)
+    return code or int(failed)
 
 
 if __name__ == "__main__":

@@ -591,7 +591,7 @@ def test_xdotool_extended_targets_and_plain_background(display, tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
     write(plain / "sky.png", np.random.default_rng(2).normal(120, 6, (80, 96)).clip(0, 255).astype(np.uint8))
-    proc, _ = start_tool(plain)
+    proc, _ = start_tool(plain, "--save-coco", str(tmp_path / "coco.json"))
     try:
         view = fitted_view((96, 80))
         x, y = (int(round(c)) for c in view.to_canvas(40.0, 30.0))
@@ -602,6 +602,10 @@ def test_xdotool_extended_targets_and_plain_background(display, tmp_path):
         assert np.abs(point - clicked).max() < 1e-5  # moved by 0 (6 decimals in the file)
         subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
         assert proc.wait(timeout=10) == 0
+        from simple_keypoint.convert import read_coco_keypoints
+
+        coco = read_coco_keypoints(tmp_path / "coco.json")  # --save-coco wrote it on quit
+        assert np.allclose(normalised_to_pixel(coco["sky.png"], 96, 80), [point], atol=1e-5)
     finally:
         if proc.poll() is None:
             proc.kill()

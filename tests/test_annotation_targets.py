@@ -260,3 +260,46 @@ def test_carried_points_follow_the_motion_of_a_fast_target(tmp_path):
     errors = [np.hypot(*(normalised_to_pixel(read_labels(session.label_path(k))[:, :2], 200, 170)[0] - truth))
               for k, truth in enumerate(track)]
     assert max(errors) <= 0.3, np.round(errors, 2)
+
+
+# ---- interchange -----------------------------------------------------------------------------------
+def test_labelme_and_coco_open_and_save_through_the_converter(three, tmp_path):
+    import json
+
+    from landmark_annotation import interchange
+    from simple_keypoint.convert import read_coco_keypoints, read_labelme, write_labelme
+
+    session = Session(three)
+    session.start()
+    session.add(20, 15)  # a.png labelled here
+    theirs = tmp_path / "labelme"
+    theirs.mkdir()
+    write_labelme(theirs / "a.json", np.array([[0.1, 0.1]]), "a.png", 48, 36)  # must not overwrite a.txt
+    write_labelme(theirs / "b.json", np.array([[0.25, 0.5]]), "b.png", 48, 36)
+    write_labelme(theirs / "c.json", np.array([[0.25, 0.5]]), "c.png", 64, 36)  # wrong size
+    (theirs / "ü broken.json").write_text("{not json")
+    report = interchange.open_labelme(session, theirs)
+    assert (report.done, report.kept) == (1, 1) and len(report.problems) == 2
+    assert any("ü broken.json" in p for p in report.problems) and any("c: size 64x36" in p for p in report.problems)
+    assert np.allclose(read_labels(session.label_path(1))[:, :2], [[0.25, 0.5]]) and 1 in session.labelled
+    assert np.allclose(normalised_to_pixel(read_labels(session.label_path(0))[:, :2], 48, 36), [session.state.points[0]])
+
+    out = tmp_path / "out"
+    report = interchange.save_labelme(session, out / "labelme")
+    assert report.done == 2 and not report.problems
+    points, size = read_labelme(out / "labelme" / "b.json")
+    assert size == (48, 36) and np.allclose(points, [[0.25, 0.5]])
+    report = interchange.save_coco(session, out / "coco.json")
+    coco = read_coco_keypoints(out / "coco.json")
+    assert report.done == 2 and set(coco) == {"a.png", "b.png"} and np.allclose(coco["b.png"], [[0.25, 0.5]], atol=1e-6)
+
+    fresh = tmp_path / "fresh" / "images"
+    fresh.mkdir(parents=True)
+    for name in ("a.png", "b.png", "c.png"):
+        (fresh / name).write_bytes((three / name).read_bytes())
+    other = Session(fresh)
+    report = interchange.open_coco(other, out / "coco.json")
+    assert report.done == 2 and other.labelled == {0, 1}
+    assert np.allclose(read_labels(other.label_path(1))[:, :2], [[0.25, 0.5]], atol=1e-6)
+    assert json.loads((out / "coco.json").read_text())["images"][0]["file_name"] == "a.png"
+    assert interchange.open_coco(other, tmp_path / "missing.json").problems[0].startswith(str(tmp_path / "missing.json"))
