@@ -13,9 +13,10 @@ from tkinter import messagebox, simpledialog
 
 import numpy as np
 
-from landmark_annotation.display import View, Windowing, background_subtracted, box_crop, levels, to_ppm, visible_crop
+from landmark_annotation.display import View, Windowing, background_subtracted, box_crop, to_ppm, visible_crop
 from landmark_annotation.keys import KEYS
 from landmark_annotation.session import REVIEW_STATES, Session
+from simple_keypoint.images import percentile_window
 
 POINT_COLOUR, SELECTED_COLOUR, PROPOSAL_COLOUR = "#00ff66", "#ffd400", "#ff40ff"
 UNCERTAIN_COLOUR, CLICK_COLOUR = "#ff8c00", "#ffffff"
@@ -235,7 +236,7 @@ class AnnotationApp:
             gray = visible_crop(gray, self.view)
         elif self.window.region == "box" and self.box_at is not None:
             gray = box_crop(gray, *self.box_at)
-        self.levels = levels(gray, self.window.low, self.window.high)
+        self.levels = percentile_window(gray, self.window.low, self.window.high)
         self.redraw()
 
     def window_on(self, region: str) -> None:

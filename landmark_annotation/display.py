@@ -1,6 +1,7 @@
 """What the annotator sees: contrast windowing and the zoom/pan view. Display only, no Tk.
 
-Windowing maps the raw values (16-bit kept as they are) between two percentiles onto 0..255 with
+Windowing maps the raw values (16-bit kept as they are) between two percentiles (the project's one
+display stretch, ``simple_keypoint.images.percentile_window``) onto 0..255 with
 a gamma and an optional colour map, so a target a few counts above a 16-bit background becomes
 visible. Nothing here ever changes a label: points are stored in image pixel coordinates.
 
@@ -23,8 +24,6 @@ HIGH_STEPS = (90.0, 95.0, 98.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
 GAMMA_STEPS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 COLORMAPS = {"gray": None, "inferno": cv2.COLORMAP_INFERNO, "jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS}
 MAX_ZOOM = 64.0
-# Percentiles of huge frames are taken on a strided subsample: same answer, far less time.
-PERCENTILE_SAMPLES = 1_000_000
 # Half-size of the box around the cursor that key b windows on.
 BOX_HALF = 32
 # Background-subtracted view: smoothing matched to a 1-3 px spot, and an opening wider than the
@@ -67,22 +66,6 @@ class Windowing:
         where = {"image": "", "visible": " of visible area", "box": " of box at cursor"}[self.region]
         return (f"window {self.low:g}-{self.high:g}%{where} gamma {self.gamma:g} {self.colormap}"
                 + (" background-subtracted" if self.background else ""))
-
-
-def levels(gray: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """Raw values at the ``low`` and ``high`` percentiles; never an empty range."""
-    flat = gray.ravel()
-    if flat.size > PERCENTILE_SAMPLES:
-        flat = flat[:: flat.size // PERCENTILE_SAMPLES + 1]
-    flat = flat[np.isfinite(flat)]
-    if flat.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(x) for x in np.percentile(flat, [low, high]))
-    if hi <= lo:  # flat window (e.g. a mostly uniform frame): widen to the full range, then by 1
-        lo, hi = float(flat.min()), float(flat.max())
-        if hi <= lo:
-            hi = lo + 1.0
-    return lo, hi
 
 
 def visible_crop(gray: np.ndarray, view: View) -> np.ndarray:

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from landmark_annotation.display import View, Windowing, apply_window, levels
+from landmark_annotation.display import View, Windowing, apply_window
 from landmark_annotation.session import Session
 from landmark_annotation.snap import snap_point
+from simple_keypoint.images import percentile_window as levels
 from simple_keypoint.labels import normalised_to_pixel, read_labels
 
 

@@ -615,30 +615,25 @@ def test_xdotool_extended_targets_and_plain_background(display, tmp_path):
 def test_xdotool_thirty_frame_sequence_one_click_then_one_key_per_frame(display, tmp_path):
     if shutil.which("xdotool") is None:
         pytest.fail("xdotool is needed: apt-get install xdotool")
-    from test_annotation_targets import curved_track
+    from test_annotation_targets import curved_track, write_sequence
 
     frames = tmp_path / "frames"
-    frames.mkdir()
     track = curved_track()
-    rng = np.random.default_rng(8)
-    yy, xx = np.mgrid[:140, :180]
-    for k, (u, v) in enumerate(track):
-        frame = 40 + 120 * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / 2) + rng.normal(0, 2, xx.shape)
-        write(frames / f"f{k:03d}.png", frame.clip(0, 255).astype(np.uint8))
+    write_sequence(frames, track, (180, 140), 8)
     labels = tmp_path / "labels"
     proc, _ = start_tool(frames, "--carry")
     try:
         view = fitted_view((180, 140))
         xdotool_click(view.to_canvas(track[0, 0] - 1.2, track[0, 1] + 1.4))
-        wait_for(labels / "f000.txt")
+        wait_for(labels / "frame_000.txt")
         for k in range(1, len(track)):
             subprocess.run(["xdotool", "key", "j"], check=True, timeout=10)  # accept and move on
-            wait_for(labels / f"f{k - 1:03d}.txt")
+            wait_for(labels / f"frame_{k - 1:03d}.txt")
         subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)
-        wait_for(labels / f"f{len(track) - 1:03d}.txt")
+        wait_for(labels / f"frame_{len(track) - 1:03d}.txt")
         subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
         assert proc.wait(timeout=20) == 0
-        errors = [np.hypot(*(normalised_to_pixel(read_labels(labels / f"f{k:03d}.txt")[:, :2], 180, 140)[0] - truth))
+        errors = [np.hypot(*(normalised_to_pixel(read_labels(labels / f"frame_{k:03d}.txt")[:, :2], 180, 140)[0] - truth))
                   for k, truth in enumerate(track)]
         assert max(errors) <= 0.3, np.round(errors, 2)
     finally:

@@ -99,15 +99,20 @@ def curved_track(frames: int = 30) -> np.ndarray:
     return np.stack([80 + 40 * np.cos(angles), 60 + 40 * np.sin(angles)], axis=1)
 
 
+def write_sequence(folder: Path, track: np.ndarray, size: tuple[int, int], seed: int) -> None:
+    """One 8-bit frame per track position: a 3-px (sigma 1) spot on a noisy background."""
+    folder.mkdir(parents=True)
+    yy, xx = np.mgrid[:size[1], :size[0]]
+    rng = np.random.default_rng(seed)
+    for k, (u, v) in enumerate(track):
+        frame = 40 + 120 * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / 2) + rng.normal(0, 2, xx.shape)
+        write_image(folder / f"frame_{k:03d}.png", frame.clip(0, 255).astype(np.uint8))
+
+
 def test_thirty_frame_sequence_one_click_then_one_key_per_frame(tmp_path):
     images = tmp_path / "frames"
-    images.mkdir()
     track = curved_track()
-    rng = np.random.default_rng(7)
-    yy, xx = np.mgrid[:140, :180]
-    for k, (u, v) in enumerate(track):
-        frame = 40 + 120 * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 1.0 ** 2)) + rng.normal(0, 2, xx.shape)
-        write_image(images / f"frame_{k:03d}.png", frame.clip(0, 255).astype(np.uint8))
+    write_sequence(images, track, (180, 140), 7)
     session = Session(images, carry=True)
     session.start()
     session.add(track[0, 0] + 1.5, track[0, 1] - 1.0)  # one click, 1.8 px off
@@ -241,14 +246,9 @@ def test_carried_points_follow_the_motion_of_a_fast_target(tmp_path):
     """8 px per frame is beyond the search radius around the last position: only the position
     predicted from the last two frames' motion finds the target again."""
     images = tmp_path / "frames"
-    images.mkdir()
     angles = np.arange(12) * 8.0 / 60.0
     track = np.stack([100 + 60 * np.cos(angles), 80 + 60 * np.sin(angles)], axis=1)
-    yy, xx = np.mgrid[:170, :200]
-    rng = np.random.default_rng(9)
-    for k, (u, v) in enumerate(track):
-        frame = 40 + 120 * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / 2) + rng.normal(0, 2, xx.shape)
-        write_image(images / f"f{k:02d}.png", frame.clip(0, 255).astype(np.uint8))
+    write_sequence(images, track, (200, 170), 9)
     session = Session(images, carry=True)
     session.start()
     session.add(*track[0])
