@@ -28,7 +28,9 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -368,43 +370,77 @@ class SourceWriter:
         return [self.video_path, self.csv_path]
 
 
+def save_frame(out: Path, name: str, frame: Frame, points: np.ndarray, overlay: np.ndarray, where: str) -> None:
+    """OUT/labels/<name>.txt and OUT/overlays/<name>.jpg of one image or video frame, each atomically."""
+    h, w = frame.image.shape[:2]
+    xy = pixel_to_normalised(points[:, :2], w, h).clip(0, 1)
+    write_labels(out / "labels" / f"{name}.txt", np.column_stack([xy, points[:, 2]]))
+    ok, jpg = cv2.imencode(".jpg", overlay)
+    if not ok:
+        raise SourceError(f"{where}: cannot encode the overlay")
+    atomic_write(out / "overlays" / f"{name}.jpg", jpg.tobytes())
+
+
 def write_results(sources: list[Source], names: list[str], out: Path, options: DetectOptions, results: queue.Queue,
                   report: DetectReport, failed: dict[int, str]) -> None:
-    """The writer thread: overlays, label files, videos and CSVs from ``results`` until ``None``."""
+    """The writer thread: overlays, label files, videos and CSVs from ``results`` until ``None``.
+
+    A video's frames go into its mp4 here, in order; per-image files are written by a few pool
+    threads, since each atomic write waits on fsync and one thread would fall behind the model.
+    """
     writers: dict[int, SourceWriter] = {}
-    while (item := results.get()) is not None:
+    lock = threading.Lock()
+    pending: deque[Future] = deque()
+
+    def image_job(number: int, item: Result, overlay: np.ndarray | None) -> None:
         started = time.perf_counter()
-        number = item.source if isinstance(item, SourceDone) else item.frame.source
         try:
-            if isinstance(item, SourceDone):
-                if item.error:
-                    failed.setdefault(number, item.error)
-                if number in writers:  # a stream that dropped keeps what it gave
-                    report.videos += writers.pop(number).finish()
-                continue
-            if number in failed:
-                continue
-            frame, source = item.frame, sources[number]
-            overlay = draw_overlay(frame.image, item.points, item.heat, options.heat_alpha, item.dim)
-            if source.is_video:
-                if number not in writers:
-                    writers[number] = SourceWriter(out, names[number])
-                writers[number].add(item, overlay, (frame.fps or FALLBACK_FPS) / options.vid_stride)
-            if not source.is_video or options.save_frames:
-                name = f"{names[number]}_{frame.index:06d}" if source.is_video else names[number]
-                h, w = frame.image.shape[:2]
-                xy = pixel_to_normalised(item.points[:, :2], w, h).clip(0, 1)
-                write_labels(out / "labels" / f"{name}.txt", np.column_stack([xy, item.points[:, 2]]))
-                ok, jpg = cv2.imencode(".jpg", overlay)
-                if not ok:
-                    raise SourceError(f"{source}: cannot encode the overlay")
-                atomic_write(out / "overlays" / f"{name}.jpg", jpg.tobytes())
-            report.frames += 1
-            report.points += len(item.points)
+            if overlay is None:
+                overlay = draw_overlay(item.frame.image, item.points, item.heat, options.heat_alpha, item.dim)
+            video = sources[number].is_video
+            name = f"{names[number]}_{item.frame.index:06d}" if video else names[number]
+            save_frame(out, name, item.frame, item.points, overlay, str(sources[number]))
+            with lock:
+                if not video:  # a video's frames were counted when they went into its mp4
+                    report.frames += 1
+                    report.points += len(item.points)
         except Exception as e:  # noqa: BLE001  (a full disk or odd frame fails this source, not the run)
             failed.setdefault(number, error_line(str(sources[number]), e))
         finally:
-            report.busy["write"] += time.perf_counter() - started
+            with lock:
+                report.busy["write"] += time.perf_counter() - started
+
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="detect-save") as pool:
+        while (item := results.get()) is not None:
+            number = item.source if isinstance(item, SourceDone) else item.frame.source
+            started = time.perf_counter()
+            try:
+                if isinstance(item, SourceDone):
+                    if item.error:
+                        failed.setdefault(number, item.error)
+                    if number in writers:  # a stream that dropped keeps what it gave
+                        report.videos += writers.pop(number).finish()
+                    continue
+                if number in failed:
+                    continue
+                overlay = None
+                if sources[number].is_video:
+                    overlay = draw_overlay(item.frame.image, item.points, item.heat, options.heat_alpha, item.dim)
+                    if number not in writers:
+                        writers[number] = SourceWriter(out, names[number])
+                    writers[number].add(item, overlay, (item.frame.fps or FALLBACK_FPS) / options.vid_stride)
+                    with lock:
+                        report.frames += 1
+                        report.points += len(item.points)
+                if not sources[number].is_video or options.save_frames:
+                    pending.append(pool.submit(image_job, number, item, overlay))
+                    while len(pending) > options.queue_size:  # bounded, as the queues are
+                        pending.popleft().result()
+            except Exception as e:  # noqa: BLE001  (as in image_job)
+                failed.setdefault(number, error_line(str(sources[number]), e))
+            finally:
+                with lock:
+                    report.busy["write"] += time.perf_counter() - started
     for writer in writers.values():  # sources cut short by an interrupt keep what was written
         report.videos += writer.finish()
 

@@ -146,7 +146,7 @@ def test_evaluate_reports_bad_files_and_exits_1(tmp_path: Path, weights: Path, c
     (data / "images" / "f2.png").write_bytes(b"")
     code, out, _ = run(evaluate_main, ["--weights", str(weights), "--data", str(data)], capsys)
     assert code == 1
-    assert f"    {data / 'labels' / 'f1.txt'}:2: expected 'x y' or 'x y score', got '0.5'" in out.splitlines()
+    assert f"    {data / 'labels' / 'f1.txt'}:2: expected 'x y', 'x y score' or 'x y score uncertain', got '0.5'" in out.splitlines()
     assert f"    {data / 'images' / 'f2.png'}: empty file (0 bytes)" in out.splitlines()
 
 
