@@ -290,3 +290,24 @@ def test_reading_inference_and_writing_overlap(tmp_path: Path, monkeypatch: pyte
     assert report.frames == 16 and report.failures == []
     assert report.seconds < 16 * stage * 2, f"{report.seconds:.2f} s: the stages ran one after another"
     assert report.busy["read"] >= 16 * stage and report.busy["write"] >= 16 * stage  # each stage was timed
+
+
+def test_ctrl_c_on_a_webcam_keeps_the_video_so_far(tmp_path: Path, model, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detect_module, "open_capture", lambda source: FakeCamera(10**9))  # never ends by itself
+    calls = []
+    predict = model.predict_with_heatmap
+
+    def interrupted_after_three(image, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return predict(image, **kwargs)
+
+    monkeypatch.setattr(model, "predict_with_heatmap", interrupted_after_three)
+    started = time.monotonic()
+    report = detect(model, [Source("camera", "0")], tmp_path, DetectOptions())
+    assert time.monotonic() - started < 30
+    assert report.interrupted and report.failures == [] and report.frames == 3
+    assert len(decoded_frames(tmp_path / "camera0.mp4")) == 3
+    assert [r["frame"] for r in read_csv(tmp_path / "camera0.csv")] == ["0", "1", "2"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("detect-")]  # no thread left running
