@@ -27,7 +27,7 @@ CONTEXT_HALF = 24
 # The seed must stand this many noise sigmas above the background, or nothing is snapped.
 MIN_CONTRAST = 4.0
 # Region pixels: above background + max(NOISE_FACTOR * noise, fraction * seed height), the
-# fraction raised step by step until the region is bounded (docs/annotation.md: how it was chosen).
+# fraction raised step by step until the region is bounded (landmark_annotation/README.md: how it was chosen).
 NOISE_FACTOR = 3.0
 HEIGHT_FRACTIONS = (0.3, 0.4, 0.55, 0.7)
 # Largest region still taken as one point target (pixels); larger is background structure.
@@ -122,7 +122,7 @@ def snap_region(gray: np.ndarray, u: float, v: float, radius: int = 3) -> Snap:
     region = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     # Weights: intensity above the local background. Mask-centroid labels weight by raw gray; on
     # a high pedestal that is the region's plain geometric centre, which is off by the threshold's
-    # pixel steps, while on SIRST's masks both agree equally well (docs/annotation.md).
+    # pixel steps, while on SIRST masks both agree equally well (README).
     (u_in, v_in), = mask_components(region, np.clip(patch.astype(np.float64) - background, 0.0, None))[0]
     vs, us = np.nonzero(region)
     return Snap((float(u_in) + cols.start, float(v_in) + rows.start), np.stack([vs + rows.start, us + cols.start], axis=1), "")
