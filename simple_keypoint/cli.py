@@ -22,10 +22,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("simple_keypoint.convert", "convert labels from other formats"),
     "label": ("landmark_annotation.__main__", "the click-to-label desktop tool"),
 }
-TRAINERS: dict[str, str] = {
-    "heatmap": "simple_keypoint.heatmap.train",
-    "regression": "simple_keypoint.regression.train",
-}
+
+
+def trainers() -> dict[str, str]:
+    """Method name -> its training module: ``train.py`` in the package of its registered Method
+    (a new method is one folder and one register call, so the command learns it from the registry)."""
+    from simple_keypoint.methods import get_method, method_names
+
+    return {name: f"{type(get_method(name)).__module__.rsplit('.', 1)[0]}.train" for name in method_names()}
 
 
 class CommandUnavailable(RuntimeError):
@@ -65,15 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = COMMANDS[command][0]
     if command == "train":
-        if not rest or rest[0] not in TRAINERS:
-            text = f"usage: simple-keypoint train {{{','.join(TRAINERS)}}} [options]   (... METHOD --help for its options)"
+        methods = trainers()
+        if not rest or rest[0] not in methods:
+            text = f"usage: simple-keypoint train {{{','.join(methods)}}} [options]   (... METHOD --help for its options)"
             if rest and rest[0] in ("-h", "--help"):
                 print(text)
                 return 0
             given = f"unknown method {rest[0]!r}; " if rest else "a method is needed; "
             print(f"error: {given}{text[len('usage: '):]}", file=sys.stderr)
             return 2
-        module, rest = TRAINERS[rest[0]], rest[1:]
+        module, rest = methods[rest[0]], rest[1:]
     try:
         entry = load_main(module)
     except CommandUnavailable as e:

@@ -56,11 +56,21 @@ def test_subcommands_resolve_to_the_real_functions() -> None:
     import simple_keypoint.regression.train
 
     assert cli.load_main("simple_keypoint.detect") is simple_keypoint.detect.main
-    assert cli.load_main(cli.TRAINERS["heatmap"]) is simple_keypoint.heatmap.train.main
-    assert cli.load_main(cli.TRAINERS["regression"]) is simple_keypoint.regression.train.main
+    assert cli.load_main(cli.trainers()["heatmap"]) is simple_keypoint.heatmap.train.main
+    assert cli.load_main(cli.trainers()["regression"]) is simple_keypoint.regression.train.main
     assert cli.load_main(cli.COMMANDS["evaluate"][0]) is simple_keypoint.evaluate.main
     assert cli.load_main(cli.COMMANDS["export"][0]) is simple_keypoint.export.main
     assert cli.load_main(cli.COMMANDS["label"][0]) is landmark_annotation.__main__.main
+
+
+def test_train_methods_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simple_keypoint import methods
+    from simple_keypoint.method import Method
+
+    assert cli.trainers() == {"heatmap": "simple_keypoint.heatmap.train", "regression": "simple_keypoint.regression.train"}
+    plugin = type("Plugin", (Method,), {"name": "plugin", "__module__": "my_plugins.plugin.method"})
+    monkeypatch.setitem(methods._METHODS, "plugin", plugin.__new__(plugin))
+    assert cli.trainers()["plugin"] == "my_plugins.plugin.train"
 
 
 def test_train_needs_a_method(capsys: pytest.CaptureFixture) -> None:
