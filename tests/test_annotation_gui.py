@@ -319,11 +319,13 @@ def test_screenshot_of_a_sirst_image(display, tmp_path):
     gui = Driver(Session(images))
     try:
         gui.app.goto(1)
-        gui.pump()
+        gui.key("l")  # the file list, with each image's state
+        assert [row.split()[0] for row in gui.app.files.get(0, "end")] == ["labelled", "unlabelled"]
+        gui.key("f")
         points = gui.session.state.points
         assert len(points) == 2
         centre = np.mean(points, axis=0)
-        while gui.app.view.scale < 4:
+        while gui.app.view.scale < 3:
             gui.wheel_up(*centre)
         gui.session.selected = 0
         gui.app.redraw()
