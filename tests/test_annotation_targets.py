@@ -14,7 +14,7 @@ from landmark_annotation.session import Session
 from landmark_annotation.snap import snap_region
 from simple_keypoint.convert import mask_components
 from simple_keypoint.images import read_image, to_gray
-from simple_keypoint.labels import format_labels, normalised_to_pixel, parse_labels, read_labels
+from simple_keypoint.labels import normalised_to_pixel, read_labels
 
 REPO = Path(__file__).resolve().parents[1]
 CLICK_OFFSETS = [(d * np.cos(a), d * np.sin(a)) for d in (1.0, 2.0) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
@@ -227,19 +227,6 @@ def test_a_label_file_changed_on_disk_is_never_overwritten_silently(three):
     mine.no_target()
     mine.add(20, 15)  # my own later saves are not conflicts
     assert not (path.parent / "a.txt.theirs1").exists()
-
-
-def test_label_format_uncertain_column_round_trip_and_old_files():
-    assert format_labels(np.array([[0.5, 0.25]]), np.array([False])) == "1\n0.500000 0.250000\n"
-    text = format_labels(np.array([[0.5, 0.25, 0.8], [0.1, 0.2, 1.0]]), np.array([True, False]))
-    assert text == "2\n0.500000 0.250000 0.800000 1\n0.100000 0.200000 1.000000 0\n"
-    assert parse_labels(text, with_flags=True)[:, 3].tolist() == [1.0, 0.0]
-    assert parse_labels(text).shape == (2, 3)  # callers that know no flags see the old shape
-    assert parse_labels("1\n0.5 0.5\n", with_flags=True).tolist() == [[0.5, 0.5, 1.0, 0.0]]
-    with pytest.raises(ValueError, match="0 or 1"):
-        parse_labels("1\n0.5 0.5 1 2\n")
-    with pytest.raises(ValueError, match="one flag per point"):
-        format_labels(np.array([[0.5, 0.5]]), np.array([True, False]))
 
 
 def test_carried_points_follow_the_motion_of_a_fast_target(tmp_path):

@@ -137,3 +137,22 @@ def test_read_labels_names_the_file(tmp_path, raw: bytes, reason: str) -> None:
     with pytest.raises(LabelError, match=re.escape(f"{path}:" if ":" in reason[:3] else str(path))) as caught:
         read_labels(path)
     assert reason in str(caught.value)
+
+
+@SOME
+@given(st.lists(st.tuples(coordinate, coordinate, score, st.booleans()), max_size=8), st.booleans())
+def test_uncertain_flags_round_trip_and_no_flag_writes_the_old_format(tmp_path_factory: pytest.TempPathFactory,
+                                                                      rows: list[tuple[float, float, float, bool]],
+                                                                      with_score: bool) -> None:
+    points = np.array([r[:3] for r in rows], dtype=np.float64).reshape(-1, 3)
+    flags = np.array([r[3] for r in rows], dtype=bool)
+    if not with_score:
+        points = points[:, :2]
+    path = tmp_path_factory.mktemp("labels") / "a.txt"
+    write_labels(path, points, flags)
+    back = read_labels(path, with_flags=True)
+    assert back.shape == (len(points), 4) and np.array_equal(back[:, 3].astype(bool), flags)
+    assert np.array_equal(back[:, :2], np.round(points[:, :2], 6))
+    assert read_labels(path).shape == (len(points), 3)  # readers that know no flags are unchanged
+    if not flags.any():
+        assert path.read_text() == format_labels(points)  # no flag set: byte for byte the old format

@@ -157,3 +157,16 @@ def test_atomic_write_gives_ordinary_file_modes(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o640  # rewriting keeps the file's mode
     finally:
         os.umask(umask)
+
+
+def test_label_format_uncertain_column_round_trip_and_old_files():
+    assert format_labels(np.array([[0.5, 0.25]]), np.array([False])) == "1\n0.500000 0.250000\n"
+    text = format_labels(np.array([[0.5, 0.25, 0.8], [0.1, 0.2, 1.0]]), np.array([True, False]))
+    assert text == "2\n0.500000 0.250000 0.800000 1\n0.100000 0.200000 1.000000 0\n"
+    assert parse_labels(text, with_flags=True)[:, 3].tolist() == [1.0, 0.0]
+    assert parse_labels(text).shape == (2, 3)  # callers that know no flags see the old shape
+    assert parse_labels("1\n0.5 0.5\n", with_flags=True).tolist() == [[0.5, 0.5, 1.0, 0.0]]
+    with pytest.raises(ValueError, match="0 or 1"):
+        parse_labels("1\n0.5 0.5 1 2\n")
+    with pytest.raises(ValueError, match="one flag per point"):
+        format_labels(np.array([[0.5, 0.5]]), np.array([True, False]))
