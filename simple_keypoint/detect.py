@@ -218,7 +218,6 @@ class Result:
 @dataclass
 class SourceDone:
     source: int
-    fps: float = 0.0
     error: str | None = None
 
 
@@ -250,11 +249,14 @@ def video_frames(source: Source, options: DetectOptions, stop: threading.Event, 
     the frames it already gave); a camera that stops, or a URL that stays down, raises SourceError.
     """
     attempts = options.retries if source.kind == "url" else 0
+    budget = attempts  # reconnections left; refilled by every frame that arrives
 
     def connect(tries: int, wait_first: bool) -> cv2.VideoCapture | None:
+        nonlocal budget
         for attempt in range(tries):
             if (attempt or wait_first) and stop.wait(options.retry_delay):
                 return None
+            budget -= attempt > 0 or wait_first
             capture = open_capture(source)
             if capture.isOpened():
                 return capture
@@ -278,12 +280,12 @@ def video_frames(source: Source, options: DetectOptions, stop: threading.Event, 
             if not ok:
                 if source.kind == "url" and not (0 < count <= index):
                     capture.release()
-                    capture = connect(attempts, wait_first=True)
+                    capture = connect(budget, wait_first=True)
                     if capture is None and stop.is_set():
                         return
                     if capture is None:
                         raise SourceError(f"{source}: stream dropped after {index} frame(s); "
-                                          f"{attempts} reconnection attempt(s) failed")
+                                          f"{attempts} reconnection attempt(s) without a frame failed")
                     warnings.append(f"{source}: stream dropped after {index} frame(s), reconnected")
                     if not live:  # a finite stream starts again from its first frame
                         for _ in range(index):
@@ -294,6 +296,7 @@ def video_frames(source: Source, options: DetectOptions, stop: threading.Event, 
                 if index == 0:
                     raise SourceError(f"{source}: video has no readable frames")
                 return
+            budget = attempts
             if keep:
                 time_s = time.monotonic() - started if live else (index / fps if fps else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000)
                 yield index, time_s, image
@@ -324,7 +327,7 @@ def read_sources(sources: list[Source], options: DetectOptions, out: queue.Queue
                     put(out, Frame(number, 0, 0.0, image), stop)
             except Exception as e:  # noqa: BLE001  (any failure of one source is its line, the batch goes on)
                 error = error_line(str(source), e)
-            if not put(out, SourceDone(number, fps[0] if fps else 0.0, error), stop):
+            if not put(out, SourceDone(number, error), stop):
                 return
     finally:
         out.put(None)  # the consumer always learns the end (it keeps draining until then)
