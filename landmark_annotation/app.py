@@ -55,6 +55,7 @@ class AnnotationApp:
         self.box_at: tuple[float, float] | None = None
         self._window_before_background = (self.window.low, self.window.high)
         self._file_indices: list[int] = []
+        self._files_drawn: tuple[list, int] | None = None
         self._redraw_pending = False
         self._rendered_key: tuple | None = None
         self._rendered_at = (0, 0)
@@ -305,6 +306,7 @@ class AnnotationApp:
         self.files_shown = not self.files_shown
         if self.files_shown:
             self.files.pack(side="right", fill="y", before=self.canvas)
+            self._files_drawn = None
             self._fill_files()
         else:
             self.files.pack_forget()
@@ -318,8 +320,11 @@ class AnnotationApp:
     def _fill_files(self) -> None:
         if not self.files_shown:
             return
-        self.files.delete(0, "end")
         rows = self.file_lines()
+        if (rows, self.session.index) == self._files_drawn:  # redraws are frequent; the list changes rarely
+            return
+        self._files_drawn = (rows, self.session.index)
+        self.files.delete(0, "end")
         self._file_indices = [i for i, _, _ in rows]
         for i, state, name in rows:
             self.files.insert("end", f"{state:<17} {name}")

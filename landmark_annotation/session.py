@@ -74,6 +74,7 @@ class Session:
         self.tracks: dict[int, Points] = {}  # image index -> points as last labelled (motion for carrying)
         self.pending: set[int] = set()  # images shown with proposals not accepted yet
         self.uncertain_images: set[int] = set()
+        self.no_target_images: set[int] = set()  # label file holding 0 points
         self._disk_bytes: bytes | None = None  # the label file as last read or written (None: no file)
         self.selected: int | None = None
         self.undo_stack: list[State] = []
@@ -94,6 +95,8 @@ class Session:
                     self.labelled.add(i)
                     if points[:, 3].any():
                         self.uncertain_images.add(i)
+                    if not len(points):
+                        self.no_target_images.add(i)
                 except LabelError as e:  # counted as unlabelled, so "next unlabelled" visits it
                     self.malformed[i] = str(e)
         if self.malformed:
@@ -158,11 +161,13 @@ class Session:
             write_labels(path, xy, np.array([i in state.uncertain for i in range(len(uv))], dtype=bool))
             self.labelled.add(index)
             (self.uncertain_images.add if state.uncertain else self.uncertain_images.discard)(index)
+            (self.no_target_images.discard if state.points else self.no_target_images.add)(index)
             written: bytes | None = path.read_bytes()
         else:
             path.unlink(missing_ok=True)
             self.labelled.discard(index)
             self.uncertain_images.discard(index)
+            self.no_target_images.discard(index)
             written = None
             note += f"removed {path.name} (unlabelled); "
         if index == self.index:
@@ -338,16 +343,7 @@ class Session:
             return "proposals pending" if index in self.pending else "unlabelled"
         if index in self.uncertain_images:
             return "uncertain"
-        track = self.tracks.get(index)
-        if track is not None and not track:
-            return "no target"
-        return "labelled" if track is not None or self._count_on_disk(index) else "no target"
-
-    def _count_on_disk(self, index: int) -> int:
-        try:
-            return len(read_labels(self.label_path(index)))
-        except LabelError:
-            return 0
+        return "no target" if index in self.no_target_images else "labelled"
 
     def first_in_state_from(self, start: int, state: str) -> int | None:
         """The first image at or after ``start`` (wrapping) in review ``state``; "unlabelled"
