@@ -138,14 +138,23 @@ class FastSEBUNet(nn.Module):
             return net
 
 
+# The family's named sizes (channels at 1/2 ... 1/16 resolution): n, the frame-rate model on one CPU
+# core; s, the accurate default (docs/measurements.md has their speed and accuracy).
+SIZES = {"n": (4, 8, 16, 32), "s": (12, 24, 48, 96)}
+DEFAULT_SIZE = "s"
+
+
 def add_options(p: argparse.ArgumentParser) -> None:
     """The U-shape's size on a training command line (read back by :func:`model_args`)."""
-    p.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64],
-                   help="channels at 1/2, 1/4, 1/8, 1/16 ... resolution")
+    p.add_argument("--size", choices=sorted(SIZES), default=DEFAULT_SIZE,
+                   help="named widths: " + ", ".join(f"{k} = {'-'.join(map(str, v))}" for k, v in sorted(SIZES.items())))
+    p.add_argument("--widths", type=int, nargs="+", default=None,
+                   help="channels at 1/2, 1/4, 1/8, 1/16 ... resolution (overrides --size)")
     p.add_argument("--full-res-channels", type=int, default=4, help="channels of the last, full-resolution SEB")
     p.add_argument("--context", action="store_true", help="a squeeze-and-excitation gate on the deepest map (whole-frame context)")
 
 
 def model_args(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`SEBUNet` arguments :func:`add_options` put on the command line, as a checkpoint stores them."""
-    return {"widths": tuple(args.widths), "full_res_channels": args.full_res_channels, "context": args.context}
+    widths = args.widths or SIZES[getattr(args, "size", DEFAULT_SIZE)]
+    return {"widths": tuple(widths), "full_res_channels": args.full_res_channels, "context": args.context}

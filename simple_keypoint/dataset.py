@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -29,6 +30,10 @@ class Sample:
     name: str
     image: np.ndarray  # H x W float32, standardised
     points: np.ndarray  # (N, 2) float64 pixel-index coordinates (u, v)
+    # Pixels that are neither target nor background (a clutter set's boxes of other objects):
+    # no crop of clutter covers them, and no prediction on them is counted.
+    blocked: np.ndarray | None = None
+    source: str = ""  # the dataset folder it was read from
 
 
 @dataclass
@@ -110,7 +115,7 @@ def load_dataset(root: str | os.PathLike, max_targets: int | None = None, min_ta
             report.skipped.setdefault(reason, []).append(image_path.name)
             continue
         h, w = image.shape
-        samples.append(Sample(image_path.name, image, normalised_to_pixel(xy, w, h)))
+        samples.append(Sample(image_path.name, image, normalised_to_pixel(xy, w, h), source=str(root)))
     report.used = len(samples)
     return samples, report
 
@@ -193,10 +198,175 @@ class CropDataset(torch.utils.data.Dataset):
         sample = self.samples[i]
         image, points = random_crop(sample.image, sample.points, self.crop_size, rng,
                                     self.target_fraction, self.keep_one)
-        if self.augment:
-            image, points = flip_and_transpose(image, points, rng)
-            image = photometric(image, rng)
-        padded = np.zeros((self.max_points, 2), np.float32)
-        count = min(len(points), self.max_points)
-        padded[:count] = points[:count]
-        return torch.from_numpy(image)[None], torch.from_numpy(padded), count
+        return as_item(image, points, rng, self.augment, self.max_points)
+
+
+def as_item(image: np.ndarray, points: np.ndarray, rng: np.random.Generator, augment: bool,
+            max_points: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A crop and its points, augmented if asked, as a training item (image, padded points, count)."""
+    if augment:
+        image, points = flip_and_transpose(image, points, rng)
+        image = photometric(image, rng)
+    padded = np.zeros((max_points, 2), np.float32)
+    count = min(len(points), max_points)
+    padded[:count] = points[:count]
+    return torch.from_numpy(image)[None], torch.from_numpy(padded), count
+
+
+@dataclass
+class Patch:
+    """A real target cut out of its frame: its contrast over the local background, soft-edged."""
+
+    delta: np.ndarray  # h x w float32, in the standardised units of its frame
+    centre: np.ndarray  # (2,) the target's point (u, v) inside the patch
+
+
+def cut_patches(samples: list[Sample], margin: int = 3, max_side: int = 24) -> list[Patch]:
+    """Every target of ``samples`` whose dataset folder has ``masks/<stem>.png``, as a :class:`Patch`:
+    the image minus the median of a ring around the mask, faded out one pixel beyond it. The point
+    is the patch's intensity-weighted centroid (the mask-centroid label definition, on the contrast)."""
+    patches = []
+    grow = np.ones((3, 3), np.uint8)
+    for sample in samples:
+        mask_path = Path(sample.source) / "masks" / (Path(sample.name).stem + ".png")
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
+        if mask is None or mask.shape != sample.image.shape:
+            continue
+        n, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+        h, w = mask.shape
+        for i in range(1, n):
+            x, y, bw, bh, _ = stats[i]
+            if max(bw, bh) > max_side:
+                continue
+            x0, y0, x1, y1 = max(x - margin, 0), max(y - margin, 0), min(x + bw + margin, w), min(y + bh + margin, h)
+            inside = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+            near = cv2.dilate(inside, grow)
+            ring = near == 0
+            if ring.sum() < 4:
+                continue
+            region = sample.image[y0:y1, x0:x1]
+            delta = (region - np.median(region[ring])) * cv2.GaussianBlur(near.astype(np.float32), (3, 3), 0)
+            weight = np.where(inside > 0, np.clip(delta, 0, None) + 1e-6, 0.0)
+            vv, uu = np.mgrid[0:y1 - y0, 0:x1 - x0]
+            centre = np.array([(uu * weight).sum(), (vv * weight).sum()]) / weight.sum()
+            patches.append(Patch(delta.astype(np.float32), centre))
+    return patches
+
+
+def paste(image: np.ndarray, points: np.ndarray, patch: Patch, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` with ``patch`` added at a random place (flipped at random, contrast x 0.5-1.5), and
+    ``points`` with its point added; unchanged if the patch does not fit."""
+    delta, centre = patch.delta, patch.centre.copy()
+    ph, pw = delta.shape
+    if rng.random() < 0.5:
+        delta, centre[0] = delta[:, ::-1], pw - 1 - centre[0]
+    if rng.random() < 0.5:
+        delta, centre[1] = delta[::-1], ph - 1 - centre[1]
+    h, w = image.shape
+    if ph + 8 > h or pw + 8 > w:
+        return image, points
+    y0, x0 = int(rng.integers(4, h - ph - 3)), int(rng.integers(4, w - pw - 3))
+    image = image.copy()
+    image[y0:y0 + ph, x0:x0 + pw] += delta * np.float32(rng.uniform(0.5, 1.5))
+    return image, np.vstack([points.reshape(-1, 2), centre + (x0, y0)])
+
+
+def load_clutter(root: str | os.PathLike, margin: int = 8, progress: bool = True) -> tuple[list[Sample], ScanReport]:
+    """Target-free frames for negatives: ``root/images/``, and where ``root/annotations.json`` holds
+    boxes of other objects (HIT-UAV's layout: ``images[].filename``, ``annotation[].bbox`` x, y, w, h),
+    those boxes grown by ``margin`` are blocked. Raises DatasetError for a missing folder or a bad file."""
+    import json
+
+    root = Path(root)
+    if not (root / "images").is_dir():
+        raise DatasetError(f"{root}: no images/ folder (expected {root / 'images'})")
+    boxes: dict[str, list] = {}
+    annotations = root / "annotations.json"
+    if annotations.is_file():
+        try:
+            data = json.loads(annotations.read_text(encoding="utf-8"))
+            names = {im["id"]: im["filename"] for im in data["images"]}
+            for a in data["annotation"]:
+                boxes.setdefault(names[a["image_id"]], []).append([float(v) for v in a["bbox"]])
+        except (ValueError, KeyError, TypeError) as e:
+            raise DatasetError(f"{annotations}: not a HIT-UAV-style annotation file ({type(e).__name__}: {e})") from None
+    report = ScanReport(root)
+    samples = []
+    for path in tqdm(find_images(root / "images"), desc=f"reading {root.name}", disable=not progress, leave=False):
+        try:
+            image = load_gray(path)
+        except ImageError as e:
+            report.failures.append(str(e))
+            continue
+        blocked = np.zeros(image.shape, bool)
+        for x, y, w, h in boxes.get(path.name, []):
+            blocked[max(int(y) - margin, 0):int(np.ceil(y + h)) + margin, max(int(x) - margin, 0):int(np.ceil(x + w)) + margin] = True
+        samples.append(Sample(path.name, image, np.zeros((0, 2)), blocked, str(root)))
+    report.used = len(samples)
+    return samples, report
+
+
+class MixedCropDataset(torch.utils.data.Dataset):
+    """Training crops from several datasets, each drawing its ``share`` of the crops, plus crops of
+    target-free clutter frames: with probability ``paste_prob`` real target patches are pasted in (a
+    target on ground clutter, with an exact point), and a ``hard_share`` of them are centred on
+    the current model's strongest false alarms (``hard``, refreshed by training after each epoch).
+
+    Item i of epoch e is the same for the same seed, like :class:`CropDataset`'s.
+    """
+
+    def __init__(self, sources: list[list[Sample]], shares: list[float], length: int, crop_size: int, seed: int = 0,
+                 target_fraction: float = 0.8, keep_one: bool = False, clutter: list[Sample] | None = None,
+                 clutter_share: float = 0.0, patches: list[Patch] | None = None, paste_prob: float = 0.0,
+                 hard_share: float = 0.0, max_points: int = 16):
+        self.clutter = clutter or []
+        weights = np.array([*(s if len(src) else 0.0 for s, src in zip(shares, sources, strict=True)),
+                            clutter_share if self.clutter else 0.0], np.float64)
+        if not weights.sum() > 0:
+            raise ValueError("no crops to draw: every source is empty or has a zero share")
+        self.sources, self.shares, self.length, self.crop_size, self.seed = sources, weights / weights.sum(), length, crop_size, seed
+        self.target_fraction, self.keep_one, self.max_points = target_fraction, keep_one, max_points
+        self.patches, self.paste_prob, self.hard_share = patches or [], paste_prob, hard_share
+        self.hard: list[tuple[int, float, float]] = []  # (clutter index, u, v) of mined false alarms
+        self.epoch = 0
+        # Summed-area tables of the blocked pixels: a crop is clean if its sum is 0.
+        self._blocked_sums = [None if c.blocked is None else cv2.integral(c.blocked.astype(np.uint8)) for c in self.clutter]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _clutter_crop(self, rng: np.random.Generator) -> np.ndarray:
+        """A crop of a clutter frame that covers no blocked pixel (a few tries, else a blank crop)."""
+        size = self.crop_size
+        for _ in range(20):
+            hard = bool(self.hard) and rng.random() < self.hard_share
+            k, u, v = self.hard[rng.integers(len(self.hard))] if hard else (int(rng.integers(len(self.clutter))), 0.0, 0.0)
+            frame = self.clutter[k].image
+            h, w = frame.shape
+            if hard:  # the false alarm anywhere but within 8 px of the crop's edge
+                x0 = int(np.clip(np.floor(rng.uniform(u + 8 - size, u - 8)), 0, max(w - size, 0)))
+                y0 = int(np.clip(np.floor(rng.uniform(v + 8 - size, v - 8)), 0, max(h - size, 0)))
+            else:
+                x0, y0 = int(rng.integers(0, max(w - size, 0) + 1)), int(rng.integers(0, max(h - size, 0) + 1))
+            sums = self._blocked_sums[k]
+            x1, y1 = min(x0 + size, w), min(y0 + size, h)
+            if sums is not None and sums[y1, x1] - sums[y0, x1] - sums[y1, x0] + sums[y0, x0] > 0:
+                continue
+            crop = np.zeros((size, size), np.float32)
+            crop[:y1 - y0, :x1 - x0] = frame[y0:y1, x0:x1]
+            return crop
+        return np.zeros((size, size), np.float32)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        which = int(rng.choice(len(self.shares), p=self.shares))
+        if which == len(self.sources):
+            image, points = self._clutter_crop(rng), np.zeros((0, 2))
+            if self.patches and rng.random() < self.paste_prob:
+                for _ in range(int(rng.integers(1, 3))):
+                    image, points = paste(image, points, self.patches[rng.integers(len(self.patches))], rng)
+        else:
+            samples = self.sources[which]
+            sample = samples[rng.integers(len(samples))]
+            image, points = random_crop(sample.image, sample.points, self.crop_size, rng, self.target_fraction, self.keep_one)
+        return as_item(image, points, rng, True, self.max_points)

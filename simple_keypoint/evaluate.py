@@ -103,8 +103,9 @@ def score(results: list[ImageResult], conf: float) -> dict[str, float]:
 
 
 def pick_threshold(results: list[ImageResult], max_false_per_image: float = FALSE_ALARMS_PER_IMAGE,
-                   radius: float = 3.0) -> float:
-    """The lowest score threshold whose false alarms per image stay within the limit (max Pd).
+                   radius: float = 3.0, max_false_per_mpx: float | None = None) -> float:
+    """The lowest score threshold whose false alarms per image (or, if ``max_false_per_mpx`` is
+    given, per megapixel: the budget that holds for frames of any size) stay within the limit (max Pd).
 
     Meant for a validation split; never for the data the final numbers are reported on. As in
     :func:`score`, one matching at threshold 0 tells which predictions are false at every threshold.
@@ -114,7 +115,10 @@ def pick_threshold(results: list[ImageResult], max_false_per_image: float = FALS
     candidates = np.unique(np.append(scores, 1.0))  # ascending: the first allowed one detects the most
     false_scores = np.sort(scores[is_false])
     false_at = len(false_scores) - np.searchsorted(false_scores, candidates, side="left")  # false alarms >= each
-    allowed = false_at / max(len(results), 1) <= max_false_per_image
+    if max_false_per_mpx is None:
+        allowed = false_at / max(len(results), 1) <= max_false_per_image
+    else:
+        allowed = false_at / max(sum(r.pixels for r in results) / 1e6, 1e-12) <= max_false_per_mpx
     return float(candidates[np.argmax(allowed)]) if allowed.any() else 1.0
 
 
@@ -124,7 +128,12 @@ def predict_all(localizer: Localizer, samples: list[Sample], conf: float = 0.0,
     results = []
     for s in tqdm(samples, desc="evaluating", disable=not progress, leave=False):
         pred = localizer.predict_standardised(s.image, conf=conf)
-        results.append(ImageResult(s.name, s.points, pred, s.image.size))
+        pixels = s.image.size
+        if s.blocked is not None:  # blocked pixels (other objects in a clutter frame) are neither hit nor false alarm
+            rows = pred[:, 1].round().astype(int).clip(0, s.image.shape[0] - 1)
+            cols = pred[:, 0].round().astype(int).clip(0, s.image.shape[1] - 1)
+            pred, pixels = pred[~s.blocked[rows, cols]], int(np.count_nonzero(~s.blocked))
+        results.append(ImageResult(s.name, s.points, pred, pixels))
     return results
 
 

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from simple_keypoint.dataset import CropDataset, DatasetError, Sample, load_dataset, split
+from simple_keypoint.dataset import CropDataset, DatasetError, MixedCropDataset, Sample, cut_patches, load_clutter, load_dataset, split
 from simple_keypoint.evaluate import pick_threshold, predict_all, score
 from simple_keypoint.labels import atomic_write
 from simple_keypoint.method import Method
@@ -74,7 +74,9 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     """The options every method's train.py has; ``defaults`` override the generic ones."""
     p = argparse.ArgumentParser(prog=f"python -m simple_keypoint.{method}.train", description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default="data/train", help="dataset folder with images/ and labels/")
+    p.add_argument("--data", nargs="+", default=["data/train"], help="dataset folder(s), each with images/ and labels/")
+    p.add_argument("--data-share", type=float, nargs="+", default=None,
+                   help="each --data folder's share of the training crops (default: in proportion to its images)")
     p.add_argument("--val", default=None, help="validation folder (default: a split carved from --data)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of --data used for validation when --val is not given")
     p.add_argument("--epochs", type=int, default=60)
@@ -83,7 +85,10 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--crop", type=int, default=128, help="training input size: random square crops at native resolution")
     p.add_argument("--target-fraction", type=float, default=0.8,
                    help="share of crops placed around a labelled point (the rest: anywhere, mostly background)")
-    p.add_argument("--repeats", type=int, default=4, help="crops taken from each training image per epoch")
+    p.add_argument("--repeats", type=int, default=4, help="crops per training image per epoch (see --crops-per-epoch)")
+    p.add_argument("--crops-per-epoch", type=int, default=0, help="training crops per epoch (0: --repeats x training images)")
+    p.add_argument("--max-false-per-mpx", type=float, default=None,
+                   help="the threshold's false-alarm budget per megapixel of validation (default: per image, see evaluate)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
@@ -102,6 +107,19 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(**defaults)
     return p
+
+
+def add_clutter_options(p: argparse.ArgumentParser) -> None:
+    """Target-free clutter frames as negatives, with pasted targets and mined false alarms (a method
+    that finds any number of points per image can use them)."""
+    p.add_argument("--clutter", nargs="*", default=[],
+                   help="target-free frame folder(s): images/ (+ a HIT-UAV-style annotations.json: its boxes are kept out)")
+    p.add_argument("--clutter-share", type=float, default=0.2, help="share of the training crops taken from --clutter")
+    p.add_argument("--paste", type=float, default=0.5,
+                   help="probability that a clutter crop gets 1-2 real target patches (cut out with their masks) pasted in")
+    p.add_argument("--hard-share", type=float, default=0.5,
+                   help="share of clutter crops centred on the model's strongest false alarms, mined after each epoch")
+    p.add_argument("--mine-frames", type=int, default=60, help="clutter frames searched for false alarms after each epoch")
 
 
 class VisdomPlotter:
@@ -198,16 +216,26 @@ def validation_samples(settings: Mapping[str, Any], data: str | os.PathLike | No
     limits = (method.max_targets, method.min_targets) if method else (None, 0)
     if settings.get("val"):
         return load_dataset(settings["val"], *limits, progress=False)[0]
-    if samples is None:
-        samples, _ = load_dataset(data or settings["data"], *limits, progress=False)
-    elif method is not None:
-        samples = [s for s in samples if method.accepts(len(s.points))]
-    return carve_validation(samples, settings)[1]
+    if samples is not None:
+        if method is not None:
+            samples = [s for s in samples if method.accepts(len(s.points))]
+        return carve_validation(samples, settings)[1]
+    folders = [data] if data is not None else as_folders(settings["data"])
+    val = [s for folder in folders for s in carve_validation(load_dataset(folder, *limits, progress=False)[0], settings)[1]]
+    for folder in settings.get("clutter") or []:
+        val += carve_validation(load_clutter(folder, progress=False)[0], settings)[1]
+    return val
+
+
+def as_folders(data: str | os.PathLike | list) -> list[str]:
+    """``--data`` as a list of folders (checkpoints written before several folders stored one string)."""
+    return [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
 
 
 def load_data(args: argparse.Namespace, method: Method,
-              failures: list[str] | None = None) -> tuple[list[Sample], list[Sample]]:
-    """Train and validation samples for ``method``; prints what was found and skipped. Raises
+              failures: list[str] | None = None) -> tuple[list[list[Sample]], list[Sample]]:
+    """Training samples of each ``--data`` folder, and the validation samples of all of them (a
+    split carved from each, or ``--val``); prints what was found and skipped. Raises
     :class:`TrainingError` if nothing is usable.
 
     Files that could not be read are also appended to ``failures`` (listed again when training ends).
@@ -222,19 +250,54 @@ def load_data(args: argparse.Namespace, method: Method,
             failures.extend(report.failures)
         return samples
 
-    train_samples = read(args.data)
-    val_samples = read(args.val) if args.val else []
-    if not args.val:
-        train_samples, val_samples = carve_validation(train_samples, vars(args))
-        print(f"validation: {len(val_samples)} image(s) carved from {args.data} (seed {args.seed})")
-    if not train_samples:
-        raise TrainingError(f"no usable training images in {args.data}")
-    return train_samples, val_samples
+    train_sets, val_samples = [], read(args.val) if args.val else []
+    for folder in as_folders(args.data):
+        samples = read(folder)
+        if not args.val:
+            samples, val = carve_validation(samples, vars(args))
+            val_samples += val
+            print(f"validation: {len(val)} image(s) carved from {folder} (seed {args.seed})")
+        train_sets.append(samples)
+    if not any(train_sets):
+        raise TrainingError(f"no usable training images in {' '.join(as_folders(args.data))}")
+    return train_sets, val_samples
+
+
+def load_clutter_frames(args: argparse.Namespace, failures: list[str]) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation clutter frames of every ``--clutter`` folder (a split carved from each)."""
+    train, val = [], []
+    for folder in getattr(args, "clutter", None) or []:
+        try:
+            frames, report = load_clutter(folder, progress=not args.quiet)
+        except (DatasetError, OSError) as e:
+            raise TrainingError(str(e)) from None
+        failures.extend(report.failures)
+        frames_train, frames_val = carve_validation(frames, vars(args))
+        train, val = train + frames_train, val + frames_val
+        print(f"{folder}: {len(frames_train)} clutter frame(s) for training, {len(frames_val)} for validation")
+    return train, val
+
+
+def mine_false_alarms(localizer: Localizer, clutter: list[Sample], count: int, rng: np.random.Generator,
+                      per_frame: int = 4) -> list[tuple[int, float, float]]:
+    """The stronger half of the best ``per_frame`` peaks (outside blocked pixels) on ``count`` random
+    clutter frames: every one is a false alarm, as the frames hold no target. (frame index, u, v)."""
+    found = []
+    for k in rng.choice(len(clutter), min(count, len(clutter)), replace=False):
+        frame = clutter[k]
+        pred = localizer.predict_standardised(frame.image, conf=0.0, max_points=4 * per_frame)
+        if frame.blocked is not None:
+            pred = pred[~frame.blocked[pred[:, 1].round().astype(int), pred[:, 0].round().astype(int)]]
+        found += [(score, int(k), u, v) for u, v, score in pred[:per_frame]]
+    found.sort(reverse=True)
+    return [(k, u, v) for _, k, u, v in found[: (len(found) + 1) // 2]]
 
 
 def evaluate_epoch(net: torch.nn.Module, method: Method, val: list[Sample], val_loader: torch.utils.data.DataLoader,
-                   loss_fn: LossFn, device: torch.device) -> tuple[dict[str, float], float]:
-    """Validation: loss on fixed crops, metrics on the whole images, and the threshold they suggest."""
+                   loss_fn: LossFn, device: torch.device,
+                   max_false_per_mpx: float | None = None) -> tuple[dict[str, float], float]:
+    """Validation: loss on fixed crops, metrics on the whole images (all of them, and AP per dataset
+    folder as ``AP@3px <folder name>``), and the threshold they suggest."""
     net.eval()
     with torch.no_grad():
         losses = [loss_fn(net, x.to(device, memory_format=FORMAT), p.to(device), n.to(device)).item()
@@ -242,7 +305,16 @@ def evaluate_epoch(net: torch.nn.Module, method: Method, val: list[Sample], val_
     localizer = Localizer(method, net, conf=0.0, device=device)
     results = predict_all(localizer, val)
     metrics = score(results, conf=0.0) if val else {}
-    conf = pick_threshold(results) if (val and method.picks_threshold) else 0.0
+    sources = sorted({s.source for s in val})
+    for source in sources if len(sources) > 1 else []:
+        part = score([r for r, s in zip(results, val, strict=True) if s.source == source], conf=0.0)
+        metrics[f"AP@3px {source}" if part["targets"] else f"FA/MPx {source}"] = (
+            part["AP@3px"] if part["targets"] else part["FA/MPx@3px"])
+    if val and method.picks_threshold:
+        conf = (pick_threshold(results, max_false_per_mpx=max_false_per_mpx) if max_false_per_mpx is not None
+                else pick_threshold(results))
+    else:
+        conf = 0.0
     net.train()
     metrics["loss"] = float(np.mean(losses)) if losses else float("nan")
     return metrics, conf
@@ -282,10 +354,21 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
     print(f"{method.name}: training on {device}, run folder {out}")
 
     failures: list[str] = []
-    train_samples, val_samples = load_data(args, method, failures)
-    train_set = CropDataset(train_samples * args.repeats, args.crop, args.seed, augment=True,
-                            target_fraction=args.target_fraction, keep_one=method.keep_target_in_crop)
+    train_sets, val_samples = load_data(args, method, failures)
+    clutter, clutter_val = load_clutter_frames(args, failures)
+    train_samples = [s for samples in train_sets for s in samples]
+    patches = cut_patches(train_samples) if clutter and args.paste > 0 else []
+    if clutter:
+        print(f"{len(patches)} target patch(es) cut out with their masks, to paste into clutter")
+    shares = getattr(args, "data_share", None) or [len(samples) for samples in train_sets]
+    if len(shares) != len(train_sets):
+        raise TrainingError(f"--data-share has {len(shares)} value(s) for {len(train_sets)} --data folder(s)")
+    train_set = MixedCropDataset(train_sets, shares, getattr(args, "crops_per_epoch", 0) or len(train_samples) * args.repeats,
+                                 args.crop, args.seed, args.target_fraction, method.keep_target_in_crop, clutter,
+                                 getattr(args, "clutter_share", 0.0), patches, getattr(args, "paste", 0.0),
+                                 getattr(args, "hard_share", 0.0))
     val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=method.keep_target_in_crop)
+    val_samples += clutter_val
     loader = torch.utils.data.DataLoader(train_set, args.batch_size, shuffle=True, num_workers=args.workers,
                                          drop_last=len(train_set) >= args.batch_size,
                                          generator=torch.Generator().manual_seed(args.seed))
@@ -348,7 +431,12 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
                     averaged.update_parameters(net)
                 total, count = total + loss.item(), count + 1
                 bar.set_postfix(loss=f"{total / count:.5f}")
-            metrics, conf = evaluate_epoch(model, method, val_samples, val_loader, loss_fn, device)
+            metrics, conf = evaluate_epoch(model, method, val_samples, val_loader, loss_fn, device,
+                                           getattr(args, "max_false_per_mpx", None))
+            if clutter and getattr(args, "hard_share", 0.0) > 0:
+                train_set.hard = mine_false_alarms(Localizer(method, model, conf=0.0, device=device, relative=False),
+                                                   clutter, args.mine_frames, np.random.default_rng((args.seed, epoch)))
+                model.train()
             row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": metrics["loss"],
                    "val_AP@3px": metrics.get("AP@3px", float("nan")), "val_Pd@3px": metrics.get("Pd@3px", float("nan")),
                    "val_err@3px": metrics.get("err_mean@3px", float("nan")), "conf": conf,
@@ -367,9 +455,10 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
             if plotter:
                 plotter.plot(epoch, {"train": row["train_loss"], "val": row["val_loss"]}, "loss")
                 plotter.plot(epoch, {"AP@3px": row["val_AP@3px"], "Pd@3px": row["val_Pd@3px"]}, "validation")
+            per_source = "".join(f"  {k} {v:.3f}" for k, v in metrics.items() if " " in k)
             print(f"epoch {epoch}/{args.epochs}  loss {row['train_loss']:.5f}  val loss {row['val_loss']:.5f}  "
                   f"val AP@3px {row['val_AP@3px']:.3f}  Pd@3px (any score) {row['val_Pd@3px']:.3f}  "
-                  f"err {row['val_err@3px']:.2f}px  ({row['seconds']:.0f}s)", flush=True)
+                  f"err {row['val_err@3px']:.2f}px{per_source}  ({row['seconds']:.0f}s)", flush=True)
     except KeyboardInterrupt:
         raise TrainingInterrupted(out / "weights" / "last.pt") from None
     print(f"done: best {out / 'weights' / 'best.pt'}, last {out / 'weights' / 'last.pt'}, curves {out / 'losses.png'}")
