@@ -510,7 +510,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="simple-keypoint detect", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None,
-                   help="checkpoint (.pt) of either method, or an exported .onnx file "
+                   help="checkpoint (.pt) of any method, or an exported .onnx file "
                         "(default: the shipped heatmap weights, simple_keypoint/weights or the checkout's weights/)")
     p.add_argument("--backend", choices=["torch", "onnx"], default=None,
                    help="torch or onnx (onnxruntime, CPU); default: onnx for a .onnx file, else torch")
