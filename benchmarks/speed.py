@@ -132,7 +132,7 @@ def load_or_untrained(method: str, weights: Path) -> tuple[Localizer, dict, str]
     """The shipped checkpoint if present, else an untrained default net; and what it was."""
     if weights.is_file():
         checkpoint = load_checkpoint(weights)
-        return load_model(weights, device="cpu"), checkpoint, weights.name
+        return load_model(weights, device="cpu", backend="torch"), checkpoint, weights.name
     loc, checkpoint = untrained(method, {})
     return loc, checkpoint, f"untrained default {type(loc.net).__name__}"
 

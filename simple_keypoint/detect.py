@@ -512,8 +512,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", default=None,
                    help="checkpoint (.pt) of any method, or an exported .onnx file "
                         "(default: the shipped heatmap weights, simple_keypoint/weights or the checkout's weights/)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default=None,
-                   help="torch or onnx (onnxruntime, CPU); default: onnx for a .onnx file, else torch")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="torch, onnx (onnxruntime, CPU), or auto: onnx on a CPU when onnxruntime is installed "
+                        "(a .pt is exported once and cached), torch on CUDA (default: %(default)s)")
     p.add_argument("--source", default=None,
                    help="image, folder, glob, video, webcam index (0) or rtsp/rtmp/http(s) URL "
                         f"(default: {DEFAULT_SOURCE}, from the current folder or else the checkout)")

@@ -165,11 +165,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="dataset folder(s) with images/ and labels/ (repeatable); default data/test")
     p.add_argument("--conf", type=float, default=None, help="threshold for Pd/false alarms (default: the checkpoint's)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: onnxruntime on a CPU when installed (a .pt is exported once and cached), else PyTorch")
     p.add_argument("--json", type=Path, help="also write all metrics to this JSON file")
     p.add_argument("--per-image", type=Path, help="write a per-image CSV here (one file per dataset, suffixed)")
     args = p.parse_args(argv)
     try:
-        model = load_model(args.weights, device=args.device)
+        model = load_model(args.weights, device=args.device, backend=args.backend)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,14 +17,18 @@ Outputs (each method's ``onnx_output``, see ``simple_keypoint.method``):
   regression  ``locate`` (B, 3): x, y in [0, 1] of the padded input (pixel u = x * W - 0.5) and the
               confidence *logit* (``sigmoid`` of it is the confidence), for the same reason.
 
-The method, stride, decoding settings (conf, max_points, ...) and model arguments are stored in
-the file's metadata (keys ``simple_keypoint_*``). The exporter is PyTorch's TorchScript-based one
-(``dynamo=False``): the newer one needs the onnxscript package, which is not a dependency.
+The method, stride, decoding settings (conf, max_points, ...), model arguments, the package version
+that wrote the file (``simple_keypoint_version``) and the one that wrote the checkpoint are stored in
+the file's metadata (keys ``simple_keypoint_*``). Prediction from a .pt on a CPU exports on its own
+and caches the result (``simple_keypoint.onnx_cache``); this command is for shipping a .onnx file.
+The exporter is PyTorch's TorchScript-based one (``dynamo=False``): the newer one needs the
+onnxscript package, which is not a dependency.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -36,12 +40,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
+from simple_keypoint import __version__
+from simple_keypoint.checkpoint import VERSION_KEY, CheckpointError, load_checkpoint, read_checkpoint_bytes
 from simple_keypoint.labels import atomic_write
 from simple_keypoint.methods import decode_settings, get_method, net_from_checkpoint
 from simple_keypoint.onnx_session import onnx_session
 
 DEFAULT_OPSET = 17
+METADATA_PREFIX = "simple_keypoint_"
+MAX_DIFFERENCE = 1e-3  # largest onnxruntime-vs-PyTorch logit difference an export may show
 
 
 def export_module(method: str, net: torch.nn.Module) -> tuple[torch.nn.Module, str]:
@@ -50,11 +57,16 @@ def export_module(method: str, net: torch.nn.Module) -> tuple[torch.nn.Module, s
     return spec.inference_net(net).eval(), spec.onnx_output
 
 
-def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAULT_OPSET,
-                check_size: tuple[int, int] = (96, 128), path: str | os.PathLike = "<checkpoint>") -> float:
-    """Write ``checkpoint`` as an ONNX file at ``out``; returns the largest difference between
-    onnxruntime's and PyTorch's outputs on a random batch (checked at two image sizes).
-    ``path`` names the checkpoint in errors."""
+class OnnxExportError(CheckpointError):
+    """A checkpoint that PyTorch's exporter or onnxruntime cannot turn into a working ONNX model."""
+
+
+def onnx_model_bytes(checkpoint: dict[str, Any], opset: int = DEFAULT_OPSET, check_size: tuple[int, int] = (96, 128),
+                     path: str | os.PathLike = "<checkpoint>", source_sha256: str | None = None) -> tuple[bytes, float]:
+    """``checkpoint`` as a serialized ONNX model, and the largest difference between onnxruntime's
+    and PyTorch's outputs on a random batch (checked at two image sizes). ``path`` names the
+    checkpoint in errors; ``source_sha256``, the checkpoint file's hash, goes into the metadata.
+    Raises CheckpointError (OnnxExportError when the exporter or onnxruntime fails)."""
     import onnx
 
     method, net = net_from_checkpoint(checkpoint, path)
@@ -64,22 +76,31 @@ def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAUL
     stride = net.stride
     dummy = torch.randn(1, 1, 2 * stride, 2 * stride)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notices
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (dummy,), buffer, dynamo=False, opset_version=opset, input_names=["image"],
-                          output_names=[output], do_constant_folding=True,
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        output: method.onnx_dynamic_axes()})
-    model = onnx.load_from_string(buffer.getvalue())
+    try:
+        with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notices
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (dummy,), buffer, dynamo=False, opset_version=opset, input_names=["image"],
+                              output_names=[output], do_constant_folding=True,
+                              dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                            output: method.onnx_dynamic_axes()})
+        model = onnx.load_from_string(buffer.getvalue())
+    except Exception as e:  # noqa: BLE001  (the exporter raises many unrelated types for one cause: an unsupported net)
+        raise OnnxExportError(f"{path}: cannot export the {method.name} net to ONNX ({_first_line(e)})") from None
     meta = {"method": method.name, "stride": str(stride), "output": output, "decode": json.dumps(decode.as_dict()),
-            "model_args": json.dumps(checkpoint.get("model_args", {}))}
+            "model_args": json.dumps(checkpoint.get("model_args", {})), "version": __version__,
+            "checkpoint_version": str(checkpoint.get(VERSION_KEY, "unknown")), "opset": str(opset)}
+    if source_sha256:
+        meta["checkpoint_sha256"] = source_sha256
     for key, value in meta.items():
-        model.metadata_props.add(key=f"simple_keypoint_{key}", value=value)
+        model.metadata_props.add(key=f"{METADATA_PREFIX}{key}", value=value)
     model.doc_string = f"simple_keypoint {method.name} model; see python -m simple_keypoint.export --help"
     onnx.checker.check_model(model)
     data = model.SerializeToString()
 
-    session = onnx_session(data)
+    try:
+        session = onnx_session(data)
+    except Exception as e:  # noqa: BLE001  (onnxruntime exports no error types)
+        raise OnnxExportError(f"{path}: onnxruntime cannot run the exported {method.name} net ({_first_line(e)})") from None
     worst = 0.0
     generator = torch.Generator().manual_seed(0)
     for h, w in (check_size, (check_size[0] + stride, check_size[1] - stride)):  # a second size proves dynamic H, W
@@ -88,8 +109,22 @@ def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAUL
             ref = module(x).numpy()
         got = session.run(None, {"image": x.numpy()})[0]
         worst = max(worst, float(np.abs(got - ref).max()))
+    return data, worst
+
+
+def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAULT_OPSET,
+                check_size: tuple[int, int] = (96, 128), path: str | os.PathLike = "<checkpoint>",
+                source_sha256: str | None = None) -> float:
+    """Write ``checkpoint`` as an ONNX file at ``out`` (atomically); returns the largest difference
+    between onnxruntime's and PyTorch's outputs (see :func:`onnx_model_bytes`)."""
+    data, worst = onnx_model_bytes(checkpoint, opset, check_size, path, source_sha256)
     atomic_write(out, data)
     return worst
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:160]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {out} would overwrite the weights", file=sys.stderr)
         return 2
     try:
-        checkpoint = load_checkpoint(args.weights)
-        worst = export_onnx(checkpoint, out, args.opset, path=args.weights)
+        data = read_checkpoint_bytes(args.weights)
+        checkpoint = load_checkpoint(args.weights, data=data)
+        worst = export_onnx(checkpoint, out, args.opset, path=args.weights, source_sha256=hashlib.sha256(data).hexdigest())
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -124,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {out} ({checkpoint['method']}, opset {args.opset}, dynamic batch/height/width); "
           f"onnxruntime vs PyTorch: max difference {worst:.2e}")
-    if worst > 1e-3:
-        print("warning: onnxruntime's output differs from PyTorch's by more than 1e-3", file=sys.stderr)
+    if worst > MAX_DIFFERENCE:
+        print(f"warning: onnxruntime's output differs from PyTorch's by more than {MAX_DIFFERENCE:g}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,7 +4,10 @@ Points are in the input image's 0-based pixel-index coordinates, best first. Eve
 the pre-processing (gray, standardise, pad to the net's stride); the output step is the method's
 own (:meth:`simple_keypoint.method.Method.decode`). Two backends share all of that: PyTorch
 (:class:`Localizer`) and an exported ONNX file run by onnxruntime (:class:`OnnxLocalizer`, see
-``simple_keypoint.export``); :func:`load_model` picks by the file's suffix.
+``simple_keypoint.export``). :func:`load_model` picks the faster one it can: onnxruntime on a CPU
+when it is installed (a .pt is exported once and cached, ``simple_keypoint.onnx_cache``), PyTorch
+on CUDA, without onnxruntime, or when asked (``backend="torch"``). Training's validation builds a
+PyTorch :class:`Localizer` directly, as its weights change every step.
 
 The net runs as its method's inference module (for the heatmap method the exact fast rewrite of
 its full-resolution layers, :class:`simple_keypoint.backbone.FastSEBUNet`); speed notes:
@@ -13,9 +16,10 @@ benchmarks/SPEED_NOTES.md.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import tempfile
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,17 +30,19 @@ import torch
 import torch.nn.functional as F
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
-from simple_keypoint.export import export_onnx
+from simple_keypoint.export import OnnxExportError
 from simple_keypoint.heatmap.model import FastHeatmapNet
 from simple_keypoint.images import load_gray, standardise, to_gray
 from simple_keypoint.method import DecodeSettings, Method
 from simple_keypoint.methods import build_model, decode_settings, get_method, net_from_checkpoint
+from simple_keypoint.onnx_cache import cached_onnx
 from simple_keypoint.onnx_session import onnx_session
 
 # Names other modules and tests import from here.
-__all__ = ["FastHeatmapNet", "Localizer", "OnnxLocalizer", "build_model", "load_model", "localizer_from_checkpoint",
-           "pad_to_multiple", "pick_device"]
+__all__ = ["BACKENDS", "FastHeatmapNet", "Localizer", "OnnxLocalizer", "build_model", "default_backend", "load_model",
+           "localizer_from_checkpoint", "pad_to_multiple", "pick_device"]
 ONNX_SUFFIX = ".onnx"
+BACKENDS = ("auto", "torch", "onnx")
 _DEFAULTS = DecodeSettings()
 
 
@@ -67,6 +73,8 @@ class Localizer:
     ``method``: a registered method's name or a :class:`~simple_keypoint.method.Method`;
     ``self.method`` is its name, ``self.spec`` the method itself.
     """
+
+    backend = "torch"  # what runs the net (OnnxLocalizer: "onnx")
 
     def __init__(self, method: str | Method, net: torch.nn.Module | None, conf: float = _DEFAULTS.conf,
                  max_points: int = _DEFAULTS.max_points, device: str | torch.device | None = None,
@@ -168,12 +176,16 @@ class OnnxLocalizer(Localizer):
     """A :class:`Localizer` whose network is an exported ONNX file run by onnxruntime (CPU).
 
     The file carries the method, stride and decoding settings as metadata (written by
-    ``simple_keypoint.export``). ``threads``: onnxruntime's intra-op threads (0 = its default, all cores).
+    ``simple_keypoint.export``). ``model``: the .onnx file or its bytes; ``name`` names it in
+    errors (default: the path). ``threads``: onnxruntime's intra-op threads (0 = its default, all cores).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 0):
+    backend = "onnx"
+
+    def __init__(self, model: str | os.PathLike | bytes, threads: int = 0, name: str | os.PathLike | None = None):
+        path = name if name is not None else ("<ONNX model>" if isinstance(model, bytes) else model)
         try:
-            self.session = onnx_session(path, threads)
+            self.session = onnx_session(model, threads)
         except Exception as e:  # noqa: BLE001  (onnxruntime raises its own, non-exported error types)
             raise CheckpointError(f"{path}: not a readable ONNX model ({str(e).strip().splitlines()[0][:120]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -197,28 +209,53 @@ def localizer_from_checkpoint(checkpoint: dict[str, Any], device: str | torch.de
     return Localizer(method, net, device=device, **decode_settings(checkpoint.get("decode"), path).as_dict())
 
 
+def default_backend(device: str | torch.device | None = None) -> str:
+    """The backend :func:`load_model` uses for a .pt on ``device``: ``"onnx"`` on a CPU with
+    onnxruntime installed (the faster there), else ``"torch"``."""
+    if pick_device(device).type != "cpu":
+        return "torch"
+    return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None, backend: str | None = None,
                threads: int = 0) -> Localizer:
-    """Load a checkpoint of any registered method; the method is read from the file.
+    """Load a checkpoint (.pt) or ONNX export (.onnx) of any registered method; the method is read from the file.
 
-    ``backend``: ``"torch"`` (a .pt checkpoint) or ``"onnx"`` (onnxruntime on the CPU with ``threads``
-    threads, 0 = all cores: an exported .onnx file, or a .pt checkpoint exported on the fly);
-    ``None`` picks by the file's suffix.
+    ``backend``: ``None`` or ``"auto"``: a .onnx file runs through onnxruntime; a .pt through
+    :func:`default_backend` (onnxruntime on a CPU, exported once per checkpoint content and cached;
+    PyTorch if that export fails, with a warning). ``"torch"``: PyTorch on ``device``. ``"onnx"``:
+    onnxruntime on the CPU with ``threads`` intra-op threads (0 = all cores), failing if the
+    export does. Raises CheckpointError naming the file, ValueError for an unknown backend.
     """
     path = Path(path)
-    backend = backend or ("onnx" if path.suffix.lower() == ONNX_SUFFIX else "torch")
-    if backend not in ("torch", "onnx"):
-        raise ValueError(f"unknown backend {backend!r} (torch or onnx)")
-    if backend == "onnx" and path.suffix.lower() == ONNX_SUFFIX:
+    if backend not in (None, *BACKENDS):
+        raise ValueError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+    is_onnx = path.suffix.lower() == ONNX_SUFFIX
+    automatic = backend in (None, "auto")
+    if is_onnx:
+        if backend == "torch":
+            raise CheckpointError(f"{path}: an ONNX file runs with the onnx backend only")
         if not path.is_file():
             raise CheckpointError(f"{path}: no such ONNX file")
         return OnnxLocalizer(path, threads)
-    if path.suffix.lower() == ONNX_SUFFIX:
-        raise CheckpointError(f"{path}: an ONNX file runs with the onnx backend only")
-    checkpoint = load_checkpoint(path)
-    if backend == "torch":
-        return localizer_from_checkpoint(checkpoint, device, path)
-    with tempfile.TemporaryDirectory() as folder:
-        onnx_path = Path(folder) / "model.onnx"
-        export_onnx(checkpoint, onnx_path, path=path)
-        return OnnxLocalizer(onnx_path, threads)
+    if (default_backend(device) if automatic else backend) == "torch":
+        return localizer_from_checkpoint(load_checkpoint(path), device, path)
+    try:
+        return _onnx_from_checkpoint(path, threads)
+    except OnnxExportError as e:
+        if not automatic:
+            raise
+        warnings.warn(f"{e}; running it with PyTorch instead", stacklevel=2)
+        return localizer_from_checkpoint(load_checkpoint(path), device, path)
+
+
+def _onnx_from_checkpoint(path: Path, threads: int) -> OnnxLocalizer:
+    """onnxruntime on the cached export of the checkpoint at ``path``; an entry onnxruntime cannot
+    open is exported again once."""
+    cached = cached_onnx(path)
+    try:
+        return OnnxLocalizer(cached.model, threads, name=path)
+    except CheckpointError:
+        if not cached.hit:
+            raise
+    return OnnxLocalizer(cached_onnx(path, refresh=True).model, threads, name=path)

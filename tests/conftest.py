@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,26 @@ TINY_STEMS = ("Misc_1", "Misc_10", "Misc_100", "Misc_101", "Misc_102", "Misc_103
 TINY_TRAIN_ARGS = ("--epochs", "1", "--crop", "64", "--batch-size", "4", "--repeats", "1", "--quiet", "--device", "cpu")
 
 
+ONNX_CACHE_ENV = "SIMPLE_KEYPOINT_CACHE"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite's ONNX exports (the default CPU path caches them) go to a temporary folder, not
+    the user's cache; the child processes of run_python share it."""
+    folder = tmp_path_factory.mktemp("onnx_cache")
+    previous = os.environ.get(ONNX_CACHE_ENV)
+    os.environ[ONNX_CACHE_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(ONNX_CACHE_ENV, None)
+    else:
+        os.environ[ONNX_CACHE_ENV] = previous
+
+
 def clean_env() -> dict[str, str]:
     """The environment for child processes: the repo importable, no user visdom settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPLE_KEYPOINT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPLE_KEYPOINT_") or k == ONNX_CACHE_ENV}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("MPLBACKEND", "Agg")
     return env

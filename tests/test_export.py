@@ -93,7 +93,7 @@ def with_spots(image: np.ndarray) -> np.ndarray:
 def test_onnx_equals_torch_on_random_inputs(models: dict, method: str) -> None:
     """Batch 2 at two image sizes (dynamic axes); heatmap: against the plain HeatmapNet, so the
     folded full-resolution layers are checked too."""
-    reference = load_model(models[method]["pt"], device="cpu").net
+    reference = load_model(models[method]["pt"], device="cpu", backend="torch").net
     session = ort.InferenceSession(str(models[method]["onnx"]), providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(3)
     for h, w in SIZES:
@@ -107,7 +107,7 @@ def test_onnx_equals_torch_on_random_inputs(models: dict, method: str) -> None:
 @pytest.mark.parametrize("method", ["heatmap", "regression"])
 def test_onnx_equals_torch_on_a_real_image(models: dict, method: str) -> None:
     image = with_spots(read_image(TEST_IMAGES[0]))
-    torch_loc, onnx_loc = load_model(models[method]["pt"], device="cpu"), load_model(models[method]["onnx"])
+    torch_loc, onnx_loc = load_model(models[method]["pt"], device="cpu", backend="torch"), load_model(models[method]["onnx"])
     assert isinstance(onnx_loc, OnnxLocalizer) and onnx_loc.method == method
     assert onnx_loc.conf == pytest.approx(0.4) and onnx_loc.stride == torch_loc.stride
     x = pad_to_multiple(torch.from_numpy(torch_loc.standardised(image))[None, None], torch_loc.stride)
@@ -125,7 +125,7 @@ def test_onnx_equals_torch_on_a_real_image(models: dict, method: str) -> None:
 def test_fast_path_gives_the_plain_paths_points(models: dict) -> None:
     """FastHeatmapNet + decode_logits (what predict runs) == HeatmapNet + a float64 sigmoid map +
     decode_scores: the folded net, and decoding the logits rather than the scores, change nothing."""
-    loc = load_model(models["heatmap"]["pt"], device="cpu")
+    loc = load_model(models["heatmap"]["pt"], device="cpu", backend="torch")
     loc.relative = False  # plain scores, so that decode_scores on the sigmoid map is the reference
     assert isinstance(loc._fast_net(), FastHeatmapNet)
     compared = 0

@@ -132,7 +132,7 @@ def test_one_pixel_image_through_the_model(tmp_path: Path, method: str) -> None:
     points = model.predict(np.array([[200]], np.uint8), conf=0.0)
     assert points.shape[1] == 3 and len(points) >= 1
     # Padded to the stride, the point must still land inside the single pixel's reach.
-    assert np.all(np.abs(points[:, :2]) <= model.net.stride)
+    assert np.all(np.abs(points[:, :2]) <= model.stride)
     if method == "heatmap":
         assert model.heatmap(np.array([[200]], np.uint8)).shape == (1, 1)
 
