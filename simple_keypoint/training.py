@@ -4,13 +4,19 @@ A method's ``train.py`` adds its own options and a loss function ``loss_fn(net, 
 counts) -> loss``; everything else happens here, top to bottom in :func:`train`, which raises
 :class:`TrainingError` (and :class:`TrainingInterrupted` on Ctrl+C or SIGTERM).
 :func:`command_line` is the command-line layer around it: the signal handler, messages, exit codes.
+Run folders (numbered, never overwritten): :mod:`simple_keypoint.runs`; several processes under
+torchrun: :mod:`simple_keypoint.distributed`. Validation always runs the PyTorch
+:class:`~simple_keypoint.predict.Localizer` on the live net (never the cached ONNX path of
+``load_model``: the weights change every step).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
+import json
 import os
 import signal
 import sys
@@ -23,12 +29,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from simple_keypoint import distributed, runs
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from simple_keypoint.dataset import CropDataset, DatasetError, MixedCropDataset, Sample, cut_patches, load_clutter, load_dataset, split
 from simple_keypoint.evaluate import pick_threshold, predict_all, score
 from simple_keypoint.labels import atomic_write
 from simple_keypoint.method import Method
 from simple_keypoint.methods import get_method
+from simple_keypoint.paths import DefaultPathError
 from simple_keypoint.predict import Localizer, pick_device
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -36,6 +44,9 @@ LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], t
 # faster than in the default NCHW layout (docs/measurements.md); same arithmetic, other memory order.
 FORMAT = torch.channels_last
 PLOT_EVERY = 30.0  # seconds between redraws of losses.png: drawing costs a noticeable share of an epoch
+# When set to a folder, every process writes its final weights' digest there (rank<N>.json): how the
+# distributed test checks that all processes ended with the same weights.
+DIGEST_ENV = "SIMPLE_KEYPOINT_DIGEST_DIR"
 
 
 class TrainingError(Exception):
@@ -95,8 +106,9 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--ema", type=float, default=0.0,
                    help="decay of an exponential moving average of the weights, validated and saved instead of "
                         "the raw weights (e.g. 0.998; 0: off)")
-    p.add_argument("--out", default=f"runs/{method}", help="run folder: weights/best.pt, weights/last.pt, losses.csv, losses.png")
-    p.add_argument("--resume", default=None, help="a last.pt to continue from (same settings, same final epoch)")
+    runs.add_options(p, method)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="mixed precision (bfloat16, else float16) on CUDA; no effect on the CPU")
     p.add_argument("--visdom", action="store_true", default=bool(os.environ.get("SIMPLE_KEYPOINT_VISDOM")),
                    help="live loss plots on a visdom server (also on when SIMPLE_KEYPOINT_VISDOM is set)")
     # SIMPLE_KEYPOINT_VISDOM is both the switch and, when it is a URL, the server ("1" or "" must not become a host).
@@ -337,21 +349,77 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
     :class:`TrainingError`, :class:`TrainingInterrupted` on Ctrl+C (or SIGTERM, with
     :func:`command_line`'s handler) after saving the last completed epoch."""
     method = method if isinstance(method, Method) else get_method(method)
-    resume = None
-    if args.resume:
+    try:
+        context, device = distributed.setup(pick_device(args.device))
+    except (RuntimeError, ValueError) as e:  # torch.distributed's own errors: a bad rendezvous, a missing backend
+        raise TrainingError(f"cannot join the training processes: {e}") from None
+    try:
+        with contextlib.ExitStack() as stack:
+            args, model_args, resume, out = _run_folder(args, method, model_args, context)
+            if context.is_main:
+                stack.enter_context(runs.logged(out))
+            else:  # only rank 0 reports
+                args.quiet = True
+                stack.enter_context(contextlib.redirect_stdout(open(os.devnull, "w")))  # noqa: SIM115 (closed by the stack)
+            return _train(args, method, model_args, loss_fn, resume, out, context, device)
+    finally:
+        distributed.teardown()
+
+
+def _on_main(context: distributed.Context, fn: Callable[[], Any]) -> Any:
+    """``fn()`` on rank 0, its result on every process; its TrainingError raised on every process."""
+    result: tuple[str, Any] = ("error", "no result")
+    if context.is_main:
         try:
-            resume = load_checkpoint(args.resume, method.name)
-        except CheckpointError as e:
-            raise TrainingError(str(e)) from None
-        # Continue the same run: its settings, except where and how to run and plot.
-        kept = {k: getattr(args, k) for k in ("device", "resume", "visdom", "visdom_server", "visdom_port", "quiet", "workers")}
-        args = argparse.Namespace(**{**resume["train_args"], **kept})
-        model_args = resume["model_args"]
-    torch.manual_seed(args.seed)
-    device = pick_device(args.device)
-    out = Path(args.out)
+            result = ("ok", fn())
+        except TrainingError as e:
+            result = ("error", str(e))
+    kind, value = distributed.broadcast(result, context)
+    if kind == "error":
+        raise TrainingError(value)
+    return value
+
+
+def _run_folder(args: argparse.Namespace, method: Method, model_args: dict[str, Any],
+                context: distributed.Context) -> tuple[argparse.Namespace, dict[str, Any], dict[str, Any] | None, Path]:
+    """The settings, model arguments, resumed checkpoint (or None) and run folder of this run:
+    a new numbered folder, or with --resume the resumed run's own."""
+    if not args.resume:
+        def make() -> Path:
+            out = runs.new_run_folder(args, method.name)
+            try:
+                (out / "weights").mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise TrainingError(f"cannot create run folder {out}: {e.strerror or e}") from None
+            return out
+
+        out = _on_main(context, make)
+        return argparse.Namespace(**{**vars(args), "out": str(out)}), model_args, None, out
+
+    def find() -> Path:
+        try:
+            return runs.resume_checkpoint(args, method.name)
+        except DefaultPathError as e:
+            raise TrainingError(f"--resume: {e}") from None
+
+    path = _on_main(context, find)
+    try:
+        resume = load_checkpoint(path, method.name)
+    except CheckpointError as e:
+        raise TrainingError(str(e)) from None
+    # Continue the same run: its settings, except where and how to run and plot.
+    kept = {k: getattr(args, k) for k in ("device", "visdom", "visdom_server", "visdom_port", "quiet", "workers", "amp")}
+    out = runs.folder_of_checkpoint(path)
+    args = argparse.Namespace(**{**resume["train_args"], **kept, "resume": str(path), "out": str(out)})
     (out / "weights").mkdir(parents=True, exist_ok=True)
-    print(f"{method.name}: training on {device}, run folder {out}")
+    return args, resume["model_args"], resume, out
+
+
+def _train(args: argparse.Namespace, method: Method, model_args: dict[str, Any], loss_fn: LossFn,
+           resume: dict[str, Any] | None, out: Path, context: distributed.Context, device: torch.device) -> Path:
+    torch.manual_seed(args.seed)
+    print(f"{method.name}: training on {device}" + (f" x {context.world_size} processes" if context.active else "")
+          + f", run folder {out}")
 
     failures: list[str] = []
     train_sets, val_samples = load_data(args, method, failures)
@@ -369,12 +437,22 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
                                  getattr(args, "hard_share", 0.0))
     val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=method.keep_target_in_crop)
     val_samples += clutter_val
-    loader = torch.utils.data.DataLoader(train_set, args.batch_size, shuffle=True, num_workers=args.workers,
-                                         drop_last=len(train_set) >= args.batch_size,
+    try:
+        batch = distributed.per_process_batch(args.batch_size, context)
+    except distributed.DistributedSetupError as e:
+        raise TrainingError(str(e)) from None
+    # Several processes: each its shard of the epoch's crops, in an order fixed by seed and epoch.
+    sampler = (torch.utils.data.DistributedSampler(train_set, context.world_size, context.rank, shuffle=True,
+                                                   seed=args.seed, drop_last=True) if context.active else None)
+    loader = torch.utils.data.DataLoader(train_set, batch, shuffle=sampler is None, sampler=sampler,
+                                         num_workers=args.workers, drop_last=len(train_set) >= args.batch_size,
                                          generator=torch.Generator().manual_seed(args.seed))
     val_loader = torch.utils.data.DataLoader(val_set, args.batch_size)
 
     net = method.build(model_args).to(device, memory_format=FORMAT)
+    trained = distributed.wrap(net, context, device)  # what the training steps call: net, or net in DDP
+    precision = distributed.autocast_dtype(device, getattr(args, "amp", True))
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)  # bfloat16 needs no loss scaling
     # With --ema, a moving average of the weights (torch's AveragedModel, batch-norm statistics
     # included) is what is validated and saved: it smooths the step-to-step noise of a small dataset.
     ema = getattr(args, "ema", 0.0)  # checkpoints from before the option have none
@@ -394,10 +472,17 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
             averaged.load_state_dict(resume["ema_state"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        if scaler.is_enabled() and "scaler" in resume:
+            scaler.load_state_dict(resume["scaler"])
         start_epoch, history = resume["epoch"], resume["history"]
         best_ap = max((selection_score(h) for h in history), default=-float("inf"))
-        print(f"resuming {args.resume} after epoch {start_epoch} of {args.epochs}")
-    plotter = VisdomPlotter(args.visdom_server, args.visdom_port, args.visdom_env) if args.visdom else None
+        print(f"resuming {args.resume} after epoch {start_epoch} of {args.epochs}"
+              + (f" (trained with {resume.get('world_size', 1)} process(es), now {context.world_size})"
+                 if resume.get("world_size", 1) != context.world_size else ""))
+    if context.is_main:
+        runs.write_settings(out, args, model_args, world_size=context.world_size, device=str(device),
+                            precision=str(precision or torch.float32).replace("torch.", ""))
+    plotter = VisdomPlotter(args.visdom_server, args.visdom_port, args.visdom_env) if args.visdom and context.is_main else None
     n_params = sum(p.numel() for p in net.parameters())
     print(f"{method.name} net: {n_params:,} parameters, {len(train_samples)} train / {len(val_samples)} val images, "
           f"{len(loader)} steps per epoch")
@@ -406,9 +491,11 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
         """last.pt (``resumable``) holds all --resume needs; best.pt only what inference needs, so it ships as is."""
         state = {"method": method.name, "model_args": model_args, "model_state": model.state_dict(),
                  "decode": {"conf": conf}, "epoch": epoch, "metrics": metrics, "history": history,
-                 "train_args": {k: v for k, v in vars(args).items() if k != "resume"}}
+                 "train_args": {k: v for k, v in vars(args).items() if k != "resume"}, "world_size": context.world_size}
         if resumable:
             state |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            if scaler.is_enabled():
+                state["scaler"] = scaler.state_dict()
             if averaged:
                 state |= {"train_state": net.state_dict(), "ema_state": averaged.state_dict()}
         return state
@@ -419,48 +506,66 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
         for epoch in range(start_epoch + 1, args.epochs + 1):
             train_set.epoch = epoch
             loader.generator.manual_seed(args.seed * 100_003 + epoch)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             started, total, count = time.time(), 0.0, 0
             bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet, leave=False)
             for images, points, counts in bar:
-                loss = loss_fn(net, images.to(device, memory_format=FORMAT), points.to(device), counts.to(device))
+                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                    loss = loss_fn(trained, images.to(device, memory_format=FORMAT), points.to(device), counts.to(device))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 if averaged:
                     averaged.update_parameters(net)
                 total, count = total + loss.item(), count + 1
                 bar.set_postfix(loss=f"{total / count:.5f}")
-            metrics, conf = evaluate_epoch(model, method, val_samples, val_loader, loss_fn, device,
-                                           getattr(args, "max_false_per_mpx", None))
-            if clutter and getattr(args, "hard_share", 0.0) > 0:
-                train_set.hard = mine_false_alarms(Localizer(method, model, conf=0.0, device=device, relative=False),
-                                                   clutter, args.mine_frames, np.random.default_rng((args.seed, epoch)))
-                model.train()
-            row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": metrics["loss"],
-                   "val_AP@3px": metrics.get("AP@3px", float("nan")), "val_Pd@3px": metrics.get("Pd@3px", float("nan")),
-                   "val_err@3px": metrics.get("err_mean@3px", float("nan")), "conf": conf,
-                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
-            history.append(row)
-            ap = selection_score(row)
-            if ap > best_ap:
-                best_ap = ap
-                save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics, resumable=False))
-            save_checkpoint(out / "weights" / "last.pt", checkpoint(epoch, conf, metrics, resumable=True))
-            # The picture is redrawn every PLOT_EVERY seconds and at the end (after Ctrl+C it may
-            # lag; --resume redraws it); the CSV every epoch.
-            plot = epoch == args.epochs or time.time() - plotted >= PLOT_EVERY
-            write_history(out, history, plot)
-            plotted = time.time() if plot else plotted
-            if plotter:
-                plotter.plot(epoch, {"train": row["train_loss"], "val": row["val_loss"]}, "loss")
-                plotter.plot(epoch, {"AP@3px": row["val_AP@3px"], "Pd@3px": row["val_Pd@3px"]}, "validation")
-            per_source = "".join(f"  {k} {v:.3f}" for k, v in metrics.items() if " " in k)
-            print(f"epoch {epoch}/{args.epochs}  loss {row['train_loss']:.5f}  val loss {row['val_loss']:.5f}  "
-                  f"val AP@3px {row['val_AP@3px']:.3f}  Pd@3px (any score) {row['val_Pd@3px']:.3f}  "
-                  f"err {row['val_err@3px']:.2f}px{per_source}  ({row['seconds']:.0f}s)", flush=True)
+            # Every process now holds the same weights; make their batch-norm statistics the same too.
+            distributed.average_buffers(net, context)
+            if averaged:
+                distributed.average_buffers(averaged, context)
+            train_loss = distributed.mean(total / max(count, 1), context)
+            mining = bool(clutter) and getattr(args, "hard_share", 0.0) > 0
+            if context.is_main:  # the others wait below for the false alarms rank 0 mines, or at the barrier
+                metrics, conf = evaluate_epoch(model, method, val_samples, val_loader, loss_fn, device,
+                                               getattr(args, "max_false_per_mpx", None))
+                if mining:
+                    train_set.hard = mine_false_alarms(Localizer(method, model, conf=0.0, device=device, relative=False),
+                                                       clutter, args.mine_frames, np.random.default_rng((args.seed, epoch)))
+                    model.train()
+                row = {"epoch": epoch, "train_loss": train_loss, "val_loss": metrics["loss"],
+                       "val_AP@3px": metrics.get("AP@3px", float("nan")), "val_Pd@3px": metrics.get("Pd@3px", float("nan")),
+                       "val_err@3px": metrics.get("err_mean@3px", float("nan")), "conf": conf,
+                       "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+                history.append(row)
+                ap = selection_score(row)
+                if ap > best_ap:
+                    best_ap = ap
+                    save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics, resumable=False))
+                save_checkpoint(out / "weights" / "last.pt", checkpoint(epoch, conf, metrics, resumable=True))
+                # The picture is redrawn every PLOT_EVERY seconds and at the end (after Ctrl+C it may
+                # lag; --resume redraws it); the CSV every epoch.
+                plot = epoch == args.epochs or time.time() - plotted >= PLOT_EVERY
+                write_history(out, history, plot)
+                plotted = time.time() if plot else plotted
+                if plotter:
+                    plotter.plot(epoch, {"train": row["train_loss"], "val": row["val_loss"]}, "loss")
+                    plotter.plot(epoch, {"AP@3px": row["val_AP@3px"], "Pd@3px": row["val_Pd@3px"]}, "validation")
+                per_source = "".join(f"  {k} {v:.3f}" for k, v in metrics.items() if " " in k)
+                print(f"epoch {epoch}/{args.epochs}  loss {row['train_loss']:.5f}  val loss {row['val_loss']:.5f}  "
+                      f"val AP@3px {row['val_AP@3px']:.3f}  Pd@3px (any score) {row['val_Pd@3px']:.3f}  "
+                      f"err {row['val_err@3px']:.2f}px{per_source}  ({row['seconds']:.0f}s)", flush=True)
+            if mining:
+                train_set.hard = distributed.broadcast(train_set.hard, context)
+            distributed.barrier(context)
     except KeyboardInterrupt:
         raise TrainingInterrupted(out / "weights" / "last.pt") from None
+    if os.environ.get(DIGEST_ENV):
+        digests = {"rank": context.rank, "world_size": context.world_size, "net": distributed.state_digest(net),
+                   "saved": distributed.state_digest(model)}
+        atomic_write(Path(os.environ[DIGEST_ENV]) / f"rank{context.rank}.json", json.dumps(digests).encode())
     print(f"done: best {out / 'weights' / 'best.pt'}, last {out / 'weights' / 'last.pt'}, curves {out / 'losses.png'}")
     if failures:  # training went on without them (exit code 0); repeated here so they are not missed
         print(f"{len(failures)} file(s) could not be used:")

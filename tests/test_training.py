@@ -100,7 +100,7 @@ def test_bad_data_folder_is_a_one_line_error(tmp_path):
 def test_parser_defaults_and_environment(monkeypatch):
     monkeypatch.delenv("SIMPLE_KEYPOINT_VISDOM", raising=False)
     args = make_parser("heatmap", "x", epochs=7).parse_args([])
-    assert args.epochs == 7 and not args.visdom and args.out == "runs/heatmap"
+    assert args.epochs == 7 and not args.visdom and args.out is None and (args.project, args.name) == ("runs", "heatmap")
     monkeypatch.setenv("SIMPLE_KEYPOINT_VISDOM", "http://127.0.0.1")
     monkeypatch.setenv("SIMPLE_KEYPOINT_VISDOM_PORT", "8123")
     args = make_parser("heatmap", "x").parse_args([])
