@@ -30,19 +30,32 @@ CLUTTER_WEIGHT = 0.5
 _EARLIER = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.uint8)
 
 
-def local_maxima(heat: np.ndarray, floor: float = -math.inf) -> np.ndarray:
-    """Flat indices (raster order) of the 3x3 local maxima of a float32/64 (H, W) map at or above ``floor``.
+def local_maxima(heat: np.ndarray, floor: float = -math.inf, window: int = 3) -> np.ndarray:
+    """Flat indices (raster order) of the ``window`` x ``window`` (odd, default 3x3) local maxima of a
+    float32/64 (H, W) map at or above ``floor``.
 
-    A maximum is >= its 8 neighbours and strictly greater than the 4 that come before it in
-    raster order (outside the map counts as lower), so a plateau of equal values (e.g. an image
+    A maximum is >= every value in its window and strictly greater than those that come before it
+    in raster order (outside the map counts as lower), so a plateau of equal values (e.g. an image
     region the net sees as flat) gives one point, its first pixel, not one per pixel. OpenCV's
     dilation, not torch's max-pool: much faster on one channel.
     """
-    is_peak = heat == cv2.dilate(heat, _KERNEL)  # dilate's constant border is the lowest value
-    is_peak &= heat > cv2.dilate(heat, _EARLIER)
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"local maxima window must be an odd size >= 1, not {window}")
+    full, earlier = (_KERNEL, _EARLIER) if window == 3 else _window_kernels(window)
+    is_peak = heat == cv2.dilate(heat, full)  # dilate's constant border is the lowest value
+    is_peak &= heat > cv2.dilate(heat, earlier)
     if floor > -math.inf:
         is_peak &= heat >= floor
     return np.flatnonzero(is_peak)
+
+
+def _window_kernels(window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The whole ``window`` x ``window`` neighbourhood, and its raster-earlier part (the rows above
+    the centre and the centre row's left half), as dilation kernels."""
+    earlier = np.zeros((window, window), np.uint8)
+    earlier[:window // 2] = 1
+    earlier[window // 2, :window // 2] = 1
+    return np.ones((window, window), np.uint8), earlier
 
 
 def clutter_level(heat: np.ndarray) -> float:
