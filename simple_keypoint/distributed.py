@@ -59,7 +59,8 @@ def setup(device: torch.device) -> tuple[Context, torch.device]:
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
     else:  # each process would otherwise start one thread per core, and they would fight for them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // context.local_world_size))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // context.local_world_size))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 **({"device_id": device} if device.type == "cuda" else {}))

@@ -360,7 +360,7 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
                 stack.enter_context(runs.logged(out))
             else:  # only rank 0 reports
                 args.quiet = True
-                stack.enter_context(contextlib.redirect_stdout(open(os.devnull, "w")))  # noqa: SIM115 (closed by the stack)
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             return _train(args, method, model_args, loss_fn, resume, out, context, device)
     finally:
         distributed.teardown()

@@ -201,3 +201,26 @@ def test_missing_and_broken_checkpoints_still_name_the_file(tmp_path: Path) -> N
     with pytest.raises(CheckpointError, match="junk.pt"):
         load_model(junk)
     assert predict.BACKENDS == ("auto", "torch", "onnx")
+
+
+def test_training_validation_runs_pytorch_on_the_live_net(tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights change every step: validation must never go through the ONNX cache."""
+    from simple_keypoint import training
+    from simple_keypoint.dataset import CropDataset, load_dataset
+    from simple_keypoint.heatmap.method import HEATMAP
+
+    def no_onnx(*args: object, **kwargs: object) -> None:
+        raise AssertionError("training's validation used the ONNX path")
+
+    monkeypatch.setattr(onnx_cache, "cached_onnx", no_onnx)
+    monkeypatch.setattr(predict, "cached_onnx", no_onnx)
+    monkeypatch.setattr(OnnxLocalizer, "__init__", no_onnx)
+    samples = load_dataset(tiny_dataset, progress=False)[0][:3]
+    net = HEATMAP.build({})
+    loader = torch.utils.data.DataLoader(CropDataset(samples, 64, augment=False), 3)
+
+    def loss_fn(net: torch.nn.Module, images: torch.Tensor, points: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        return net(images).mean()
+
+    metrics, _ = training.evaluate_epoch(net, HEATMAP, samples, loader, loss_fn, torch.device("cpu"))
+    assert np.isfinite(metrics["loss"]) and "AP@3px" in metrics
