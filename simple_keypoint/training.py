@@ -90,8 +90,9 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
                    help="each --data folder's share of the training crops (default: in proportion to its images)")
     p.add_argument("--val", default=None, help="validation folder (default: a split carved from --data)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of --data used for validation when --val is not given")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=60, help="passes over the training crops")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="crops per optimisation step, in all: torchrun's processes split it (a multiple of their number)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine decay)")
     p.add_argument("--crop", type=int, default=128, help="training input size: random square crops at native resolution")
     p.add_argument("--target-fraction", type=float, default=0.8,
@@ -101,7 +102,7 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
     p.add_argument("--max-false-per-mpx", type=float, default=None,
                    help="the threshold's false-alarm budget per megapixel of validation (default: per image, see evaluate)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, the crops and the validation split")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="decay of an exponential moving average of the weights, validated and saved instead of "
