@@ -27,7 +27,7 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks.tophat import NORMALISATIONS, TopHatDetector, TopHatSettings
 from simple_keypoint.backbone import SIZES
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
-from simple_keypoint.dataset import DatasetError, Sample, load_clutter, load_dataset
+from simple_keypoint.dataset import DatasetError, Sample, ScanReport, load_clutter, load_dataset
 from simple_keypoint.evaluate import FALSE_ALARMS_PER_IMAGE, ImageResult, pick_threshold, predict_all, score
 from simple_keypoint.images import standardise
 from simple_keypoint.labels import atomic_write
@@ -55,7 +55,7 @@ SHIPPED_HEATMAPS = ("weights/heatmap_n.pt", "weights/heatmap.pt")
 SHIPPED_REGRESSION = "weights/regression.pt"
 DEFAULT_JSON = "benchmarks/accuracy.json"
 COLUMNS = ["images", "targets", "AP@3px", "Pd@3px", "FA/img@3px", "FA/MPx@3px", "err_mean@3px", "Pd@1px"]
-TARGET_FREE_COLUMNS = ["frames", "MPx", "FA/frame", "FA/MPx", "worst"]
+TARGET_FREE_COLUMNS = ["frames", "MPx", "FA/frame", "FA/MPx", "worst", "worst frame"]
 ONE_POINT_COLUMNS = ["components", "0 points", "1 point", "2+ points", "share with 1"]
 BLOCK_HALF = 8  # a 17x17 box around each labelled point is target, not clutter
 EXTENDED_MIN_PIXELS = 40
@@ -94,18 +94,21 @@ def file_digest(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def read_whole(reader: Callable[..., tuple[list[Sample], ScanReport]], folder: str) -> list[Sample]:
+    """Every image of ``folder`` read by ``reader`` (load_dataset, load_clutter): a benchmark scores a
+    split whole, so a missing folder or any unreadable file is a BenchmarkError naming it."""
+    try:
+        samples, report = reader(resolve(folder), progress=False)
+    except DatasetError as e:
+        raise BenchmarkError(str(e)) from None
+    if report.failures or not samples:
+        raise BenchmarkError("\n".join(report.lines()))
+    return samples
+
+
 def load_sets(folders: Mapping[str, str]) -> dict[str, list[Sample]]:
-    """Each named labelled folder, read (a folder that is missing or unreadable is a BenchmarkError)."""
-    sets = {}
-    for name, folder in folders.items():
-        try:
-            samples, report = load_dataset(resolve(folder), progress=False)
-        except DatasetError as e:
-            raise BenchmarkError(str(e)) from None
-        if report.failures or not samples:
-            raise BenchmarkError("\n".join(report.lines()))
-        sets[name] = samples
-    return sets
+    """Each named labelled folder, read whole."""
+    return {name: read_whole(load_dataset, folder) for name, folder in folders.items()}
 
 
 def model_size(checkpoint: Mapping[str, Any]) -> str:
@@ -276,18 +279,15 @@ def false_alarm_summary(results: list[ImageResult], conf: float) -> dict[str, fl
     per megapixel, and on the worst frame."""
     counts = [int((r.pred[:, 2] >= conf).sum()) for r in results]
     megapixels = sum(r.pixels for r in results) / 1e6
+    worst = int(np.argmax(counts)) if counts else None
     return {"frames": len(results), "MPx": megapixels, "FA/frame": float(np.mean(counts)) if counts else float("nan"),
-            "FA/MPx": sum(counts) / megapixels if megapixels else float("nan"), "worst": max(counts, default=0)}
+            "FA/MPx": sum(counts) / megapixels if megapixels else float("nan"),
+            "worst": counts[worst] if counts else 0, "worst frame": results[worst].name if counts else ""}
 
 
 def target_free_checks(test_sets: Mapping[str, list[Sample]]) -> dict[str, list[Sample]]:
     """The target-free frame sets, by name (HIT-UAV test's other objects blocked)."""
-    try:
-        clutter, report = load_clutter(resolve(CLUTTER_TEST), progress=False)
-    except DatasetError as e:
-        raise BenchmarkError(str(e)) from None
-    if report.failures or not clutter:
-        raise BenchmarkError("\n".join(report.lines()))
+    clutter = read_whole(load_clutter, CLUTTER_TEST)
     h, w = clutter[0].image.shape
     checks = {f"HIT-UAV test {w}x{h}": clutter, f"HIT-UAV test x2 ({2 * w}x{2 * h})": resized_up(clutter)}
     nudt = tiled(test_sets["NUDT-SIRST test"])
@@ -378,19 +378,22 @@ def run(heatmaps: Sequence[str | os.PathLike], regression: str | os.PathLike | N
     if tuned is None:
         log(f"tuning the top-hat on {', '.join(TRAIN_SETS)} ({int(np.prod([len(v) for v in TOPHAT_GRID.values()]))} settings)")
         tuned = tune_tophat(train_sets)
-    default = next((p for p in heatmaps if resolve(p).name == "heatmap.pt"), heatmaps[-1] if heatmaps else None)
-    budget = false_alarm_budget(load_checkpoint(resolve(default)) if default else None)
+    models = [load_scored(p) for p in heatmaps]
+    default = next((m for m in models if m.path.name == "heatmap.pt"), models[-1] if models else None)
+    budget = false_alarm_budget(default.checkpoint if default else None)
     tophat, tophat_record = tophat_entry(tuned, train_sets, budget)
     out = shipped_figures(heatmaps, regression, test_sets, tophat_record)
     out["tophat"] = tophat_record
     if quick:
         return out
-    models = [load_scored(p) for p in heatmaps]
     plain = []
     for entry in models:
         log(f"{entry.name}: re-picking a plain-score threshold on its validation split")
         plain.append(plain_scores(entry))
         add_rows(out, plain[-1], test_sets)
+    follows = {p.name: m.name for m, p in zip(models, plain, strict=True)}
+    out["per_dataset"] = {data: after_their_models(rows, follows) for data, rows in out["per_dataset"].items()}
+    out["one_point"] = after_their_models(out["one_point"], follows)
     out["target_free"] = {}
     checks = target_free_checks(test_sets)
     for entry in [*models, *plain, tophat]:
@@ -403,6 +406,16 @@ def run(heatmaps: Sequence[str | os.PathLike], regression: str | os.PathLike | N
         for name, row in score_on_sets(entry, test_sets)[0].items():
             out["loo"][name][entry.name] = row
     return out
+
+
+def after_their_models(rows: Mapping[str, Any], follows: Mapping[str, str]) -> dict[str, Any]:
+    """``rows`` reordered so that each row named in ``follows`` comes right after the row it names."""
+    out = {}
+    for name, row in rows.items():
+        if name not in follows:
+            out[name] = row
+            out.update({extra: rows[extra] for extra, base in follows.items() if base == name and extra in rows})
+    return {**out, **rows}  # rows whose model is not among them keep their place at the end
 
 
 def dataset_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], markdown: bool) -> str:
@@ -425,7 +438,7 @@ def report(out: Mapping[str, Any], markdown: bool) -> str:
         lines = [[model, check, *(format_cell(row[c]) for c in TARGET_FREE_COLUMNS)]
                  for model, checks in out["target_free"].items() for check, row in checks.items()]
         parts += ["Target-free frames (false alarms at each model's threshold; blocked pixels not counted)",
-                  render_table(["model", "frames", *TARGET_FREE_COLUMNS], lines, markdown)]
+                  render_table(["model", "target-free frames", *TARGET_FREE_COLUMNS], lines, markdown)]
     lines = [[model, *(format_cell(row[c]) for c in ONE_POINT_COLUMNS)] for model, row in out["one_point"].items()]
     parts += [f"One object, one point: {EXTENDED_SET} mask components >= {EXTENDED_MIN_PIXELS} px "
               f"(a point counts inside the component grown by {POINT_REACH} px)",
@@ -473,16 +486,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--heatmap", nargs="+", default=[path for path in SHIPPED_HEATMAPS if resolve(path).is_file()],
-                   help="heatmap checkpoints to score (default: the shipped n and s that exist)")
+                   help="heatmap checkpoints to score (the default: the shipped n and s that exist)")
     p.add_argument("--regression", default=SHIPPED_REGRESSION, help="regression checkpoint ('' for none)")
     p.add_argument("--loo", nargs="*", default=[], metavar="LABEL=PATH",
                    help="leave-one-dataset-out checkpoints, each scored on both test sets")
     p.add_argument("--quick", action="store_true",
                    help="only the rows the CI test re-scores (no plain-score rows, target-free check or --loo)")
-    p.add_argument("--retune-tophat", action="store_true", help="search the top-hat grid again, not the cached result")
+    p.add_argument("--retune-tophat", action="store_true",
+                   help=f"search the top-hat grid again (otherwise the result cached in --json, else {DEFAULT_JSON})")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables (for README.md / docs)")
     p.add_argument("--json", type=Path, default=None,
-                   help=f"write every row here, merged into what the file holds ({DEFAULT_JSON} is what the tests check)")
+                   help=f"write every row here (with --quick: merged into what the file holds); {DEFAULT_JSON} is what "
+                        "tests/test_shipped_weights.py checks")
     args = p.parse_args(argv)
     try:
         loo = parse_loo(args.loo)

@@ -133,4 +133,25 @@ def test_false_alarm_summary_counts_points_over_threshold() -> None:
     results = [ImageResult("a", np.zeros((0, 2)), np.array([[1, 1, 0.9], [2, 2, 0.2]]), 500_000),
                ImageResult("b", np.zeros((0, 2)), np.array([[1, 1, 0.95], [2, 2, 0.8], [3, 3, 0.6]]), 500_000)]
     summary = false_alarm_summary(results, conf=0.5)
-    assert summary == {"frames": 2, "MPx": 1.0, "FA/frame": 2.0, "FA/MPx": 4.0, "worst": 3}
+    assert summary == {"frames": 2, "MPx": 1.0, "FA/frame": 2.0, "FA/MPx": 4.0, "worst": 3, "worst frame": "b"}
+
+
+def test_plain_score_rows_follow_their_models_and_loo_items_parse() -> None:
+    from benchmarks.accuracy import BenchmarkError, after_their_models, parse_loo
+
+    rows = {"a": 1, "b": 2, "top-hat": 3, "a plain": 4, "b plain": 5}
+    ordered = after_their_models(rows, {"a plain": "a", "b plain": "b"})
+    assert list(ordered) == ["a", "a plain", "b", "b plain", "top-hat"] and ordered["b plain"] == 5
+    assert list(after_their_models({"x plain": 1, "y": 2}, {"x plain": "x"})) == ["y", "x plain"]
+    assert parse_loo(["SIRST only = runs/a/best.pt"]) == [("SIRST only", "runs/a/best.pt")]
+    with pytest.raises(BenchmarkError, match="LABEL=PATH"):
+        parse_loo(["runs/a/best.pt"])
+
+
+def test_a_quick_run_keeps_the_full_runs_other_rows() -> None:
+    from benchmarks.accuracy import merged
+
+    old = {"per_dataset": {"S": {"m": {"AP": 1}, "plain": {"AP": 2}}}, "target_free": {"m": {}}, "weights": {"a": "1"}}
+    new = {"per_dataset": {"S": {"m": {"AP": 3}}}, "weights": {"a": "2"}, "tophat": {"settings": {}}}
+    assert merged(old, new) == {"per_dataset": {"S": {"m": {"AP": 3}, "plain": {"AP": 2}}}, "target_free": {"m": {}},
+                                "weights": {"a": "2"}, "tophat": {"settings": {}}}
