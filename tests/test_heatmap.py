@@ -61,10 +61,29 @@ def logit(p):
 
 
 def reference_level(logits):
-    """The clutter level by its definition: the value at rank floor(0.999 n) (0-based, ascending)
-    of the n values on every second row and column."""
-    values = np.sort(logits[::2, ::2].reshape(-1))
+    """The clutter level by its definition: on every second row and column, the 3 strongest blobs
+    left out (the maximum and its 9x9 sampled neighbours, set to the minimum, three times), then the
+    value at rank floor(0.999 n) (0-based, ascending) of the n values."""
+    sample = logits[::2, ::2].astype(np.float64)
+    for _ in range(3):
+        v, u = np.unravel_index(np.argmax(sample), sample.shape)
+        for dv in range(-4, 5):
+            for du in range(-4, 5):
+                if 0 <= v + dv < sample.shape[0] and 0 <= u + du < sample.shape[1]:
+                    sample[v + dv, u + du] = logits[::2, ::2].min()
+    values = np.sort(sample.reshape(-1))
     return float(values[min(int(0.999 * len(values)), len(values) - 1)])
+
+
+def test_a_large_target_is_not_its_own_clutter():
+    """A 10x10-px target fills the top 0.1 % of a small frame: it must score like a small one there."""
+    h, w = 128, 128
+    yy, xx = np.mgrid[0:h, 0:w]
+    small = (-8.0 + 10.0 * np.exp(-((xx - 60.0) ** 2 + (yy - 70.0) ** 2) / 4.5)).astype(np.float32)
+    plateau = (np.abs(xx - 60) <= 5) & (np.abs(yy - 70) <= 5)  # flat-topped, just below the peak
+    large = np.where(plateau, np.maximum(small, 1.5), small).astype(np.float32)
+    assert clutter_level(large) == pytest.approx(clutter_level(small), abs=0.1)
+    assert decode_logits(large, 0.0, 1)[0, 2] == pytest.approx(decode_logits(small, 0.0, 1)[0, 2], abs=1e-3)
 
 
 def reference_decode(logits, conf, k, relative=False):

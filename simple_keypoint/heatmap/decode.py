@@ -25,6 +25,8 @@ _KERNEL = np.ones((3, 3), np.uint8)
 # (README, "Ablation"; the figures are in docs/measurements.md).
 CLUTTER_QUANTILE = 0.999
 CLUTTER_WEIGHT = 0.5
+CLUTTER_EXCLUDED_PEAKS = 3
+CLUTTER_EXCLUDED_RADIUS = 8
 # A pixel's 4 raster-earlier neighbours (the row above and its left): dilating with this kernel
 # gives each pixel the largest of them.
 _EARLIER = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.uint8)
@@ -59,14 +61,21 @@ def _window_kernels(window: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def clutter_level(heat: np.ndarray) -> float:
-    """How high an image's map runs away from its peaks: the 99.9th percentile of its values (the
-    top 0.1 % of a frame's map is a few blobs). Taken on every second row and column, which is
-    several times faster and scores the same (docs/measurements.md)."""
-    sample = np.asarray(heat)[::2, ::2].reshape(-1)
+    """How high an image's map runs away from its targets: the 99.9th percentile of its values once
+    the ``CLUTTER_EXCLUDED_PEAKS`` strongest blobs (``CLUTTER_EXCLUDED_RADIUS`` px around each) are
+    left out, so a target large enough to fill the top 0.1 % of a small frame does not count as its
+    own clutter. Taken on every second row and column, which is several times faster and scores the
+    same (docs/measurements.md)."""
+    sample = np.array(np.asarray(heat)[::2, ::2], dtype=np.float64 if np.asarray(heat).dtype == np.float64 else np.float32)
     if sample.size == 0:
         return 0.0
-    k = min(int(CLUTTER_QUANTILE * sample.size), sample.size - 1)
-    return float(np.partition(sample, k)[k])
+    lowest, r = sample.min(), CLUTTER_EXCLUDED_RADIUS // 2
+    for _ in range(CLUTTER_EXCLUDED_PEAKS):
+        v, u = divmod(int(np.argmax(sample)), sample.shape[1])
+        sample[max(v - r, 0):v + r + 1, max(u - r, 0):u + r + 1] = lowest
+    values = sample.reshape(-1)
+    k = min(int(CLUTTER_QUANTILE * values.size), values.size - 1)
+    return float(np.partition(values, k)[k])
 
 
 def top_points(index: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
