@@ -3,6 +3,7 @@
     python -m simple_keypoint.threshold weights/heatmap.pt                 # print it (and the stored one)
     python -m simple_keypoint.threshold weights/heatmap.pt --write         # store it in the checkpoint
     python -m simple_keypoint.threshold runs/x/weights/best.pt --max-false-per-image 0.2 --write
+    python -m simple_keypoint.threshold runs/x/weights/best.pt --max-false-per-mpx 1 --write
 
 Training picks the threshold this way after every epoch (``evaluate.pick_threshold`` on the split
 carved from its ``--data`` with its ``--val-fraction`` and ``--seed``); this redoes it for a
@@ -35,9 +36,11 @@ class Repicked:
 
 
 def repick_threshold(checkpoint: dict[str, Any], max_false_per_image: float = FALSE_ALARMS_PER_IMAGE,
-                     data: str | os.PathLike | None = None, path: str | os.PathLike = "<checkpoint>") -> Repicked:
+                     data: str | os.PathLike | None = None, path: str | os.PathLike = "<checkpoint>",
+                     max_false_per_mpx: float | None = None) -> Repicked:
     """Pick ``checkpoint``'s threshold again on the validation split its training settings name
-    (``data``: where its ``--data`` folder is now). Raises CheckpointError or DatasetError."""
+    (``data``: where its ``--data`` folder is now), by false alarms per image or, if
+    ``max_false_per_mpx`` is given, per megapixel. Raises CheckpointError or DatasetError."""
     model = localizer_from_checkpoint(checkpoint, "cpu", path)
     if not model.spec.picks_threshold:
         raise CheckpointError(f"{path}: a {model.method} model has no threshold to pick")
@@ -45,7 +48,7 @@ def repick_threshold(checkpoint: dict[str, Any], max_false_per_image: float = FA
         raise CheckpointError(f"{path}: holds no training settings, so its validation split is unknown")
     val = validation_samples(checkpoint["train_args"], data, method=model.spec)
     results = predict_all(model, val)
-    conf = pick_threshold(results, max_false_per_image)
+    conf = pick_threshold(results, max_false_per_image, max_false_per_mpx=max_false_per_mpx)
     return Repicked(conf, float(checkpoint.get("decode", {}).get("conf", model.conf)), len(val), score(results, conf))
 
 
@@ -55,18 +58,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", type=Path, help="a checkpoint of a method that picks a threshold (best.pt or a shipped one)")
     p.add_argument("--max-false-per-image", type=float, default=FALSE_ALARMS_PER_IMAGE,
                    help="false-alarm budget per validation image")
+    p.add_argument("--max-false-per-mpx", type=float, default=None,
+                   help="false-alarm budget per megapixel of validation instead (holds for frames of any size)")
     p.add_argument("--data", default=None, help="the folder it was trained on (default: the one in its settings)")
     p.add_argument("--write", action="store_true", help="store the threshold in the checkpoint (atomically)")
     args = p.parse_args(argv)
     try:
         checkpoint = load_checkpoint(args.checkpoint)
-        picked = repick_threshold(checkpoint, args.max_false_per_image, args.data, args.checkpoint)
+        picked = repick_threshold(checkpoint, args.max_false_per_image, args.data, args.checkpoint, args.max_false_per_mpx)
     except (CheckpointError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{args.checkpoint}: threshold {picked.conf:.4f} (stored {picked.stored:.4f}) for <= "
-          f"{args.max_false_per_image} false alarms/image on {picked.images} validation images: "
-          f"Pd@3px {picked.metrics['Pd@3px']:.3f}, {picked.metrics['FA/img@3px']:.3f} false alarms/image")
+    budget = (f"{args.max_false_per_mpx} false alarms/MPx" if args.max_false_per_mpx is not None
+              else f"{args.max_false_per_image} false alarms/image")
+    print(f"{args.checkpoint}: threshold {picked.conf:.4f} (stored {picked.stored:.4f}) for <= {budget} on "
+          f"{picked.images} validation images: Pd@3px {picked.metrics['Pd@3px']:.3f}, "
+          f"{picked.metrics['FA/img@3px']:.3f} false alarms/image, {picked.metrics['FA/MPx@3px']:.3f}/MPx")
     if args.write:
         checkpoint.setdefault("decode", {})["conf"] = picked.conf
         try:
