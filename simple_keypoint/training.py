@@ -36,7 +36,7 @@ from simple_keypoint.evaluate import pick_threshold, predict_all, score
 from simple_keypoint.labels import atomic_write
 from simple_keypoint.method import Method
 from simple_keypoint.methods import get_method
-from simple_keypoint.paths import DefaultPathError
+from simple_keypoint.paths import DefaultPathError, default_path
 from simple_keypoint.predict import Localizer, pick_device
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -233,16 +233,27 @@ def validation_samples(settings: Mapping[str, Any], data: str | os.PathLike | No
         if method is not None:
             samples = [s for s in samples if method.accepts(len(s.points))]
         return carve_validation(samples, settings)[1]
-    folders = [data] if data is not None else as_folders(settings["data"])
+    folders = [data] if data is not None else [stored_folder(f) for f in as_folders(settings["data"])]
     val = [s for folder in folders for s in carve_validation(load_dataset(folder, *limits, progress=False)[0], settings)[1]]
     for folder in settings.get("clutter") or []:
-        val += carve_validation(load_clutter(folder, progress=False)[0], settings)[1]
+        val += carve_validation(load_clutter(stored_folder(folder), progress=False)[0], settings)[1]
     return val
 
 
 def as_folders(data: str | os.PathLike | list) -> list[str]:
     """``--data`` as a list of folders (checkpoints written before several folders stored one string)."""
     return [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
+
+
+def stored_folder(folder: str) -> str:
+    """A folder a run's settings name, found again: as stored if it exists, else (a relative path
+    from a run in the checkout, e.g. ``data/train``) in the checkout."""
+    if Path(folder).is_dir() or Path(folder).is_absolute():
+        return folder
+    try:
+        return str(default_path(folder))
+    except DefaultPathError:
+        return folder
 
 
 def load_data(args: argparse.Namespace, method: Method,
