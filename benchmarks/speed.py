@@ -1,15 +1,24 @@
-"""Speed of the shipped models against the seed article's net, end to end, on one CPU thread.
+"""Speed of the model family (sizes n and s) against the seed article's net, end to end, on one CPU thread.
 
-    python -m benchmarks.speed                      # one table, 200 frames per row
+    python -m benchmarks.speed --markdown           # the full run: rows, targets, batch, memory, detect.py
+    python -m benchmarks.speed --sizes-only --frames 20 --no-batch --no-memory --no-end-to-end   # smoke test
     python -m benchmarks.speed --markdown --candidates --frames 300
     python -m benchmarks.speed --layers             # per-block times of the default HeatmapNet
     python -m benchmarks.speed --ablations          # each inference trick tried, alone
+
+Rows: each named size of the heatmap method (``simple_keypoint.backbone.SIZES``) and the
+regression method (size s), each through the default path (``load_model(path)``: onnxruntime
+on a CPU, on the cached export) and through PyTorch (``backend="torch"``), and the seed
+article's net. The shipped files are used when they hold the size's widths (weights/heatmap.pt
+= s, heatmap_n.pt = n, regression.pt = s), else an untrained net of that size: speed does not
+depend on the weights, and the header line says which was timed.
 
 Every row runs 256 x 320 gray frames (data/test images resized; random if absent) end to end:
 standardise, network, NMS, top-k, sub-pixel fit, map back (``Localizer.predict`` on an in-memory
 array); the seed row resizes to 360 x 480, copies to 3 channels and takes the argmax. Rows are
 timed interleaved (frame i of every row before frame i+1), so load from other processes hits all
-rows alike and the ratios stay meaningful on a shared machine.
+rows alike and the ratios stay meaningful on a shared machine. The targets of issue 12 (n >= 6x,
+s >= 2x the seed net's speed, via the default path) are judged on those same-run ratios.
 
 Columns: MFLOP = 2 x multiply-adds of conv/linear layers (torch.utils.flop_counter; element-wise
 ops, upsampling and pooling are not counted); weights = bytes of parameters and buffers;
@@ -18,21 +27,24 @@ the GFLOP/s measured here for a 1024^2 matmul and for a representative 3x3 conv;
 ms / row ms. Peak memory: VmHWM (the kernel's peak resident set, MiB; Linux) of a fresh process
 per row that builds the model and runs 32 frames, and how much of it came after importing the
 libraries (model, export, working memory). Not ru_maxrss: Linux keeps the parent's peak in it
-across exec.
+across exec. End to end: ``detect.py --benchmark`` (reading, inference and writing overlapped)
+on the data/test folder and on a short video made from its images, one thread for the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -42,16 +54,23 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.seed_nets import SEED_SIZE, SeedHeatmapNet, argmax_point, seed_input
+from simple_keypoint.backbone import SIZES
 from simple_keypoint.checkpoint import load_checkpoint
 from simple_keypoint.heatmap.decode import decode_logits
 from simple_keypoint.heatmap.model import FastHeatmapNet, HeatmapNet
+from simple_keypoint.labels import atomic_write
 from simple_keypoint.methods import build_model
+from simple_keypoint.onnx_cache import cached_onnx
 from simple_keypoint.onnx_session import onnx_session
-from simple_keypoint.predict import Localizer, OnnxLocalizer, load_model, pad_to_multiple
+from simple_keypoint.predict import Localizer, OnnxLocalizer, load_model, localizer_from_checkpoint, pad_to_multiple
 from simple_keypoint.tables import render_table
 
 FRAME = (256, 320)
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {("heatmap", "n"): "heatmap_n.pt", ("heatmap", "s"): "heatmap.pt", ("regression", "s"): "regression.pt"}
+TARGETS = {"n": 6.0, "s": 2.0}  # issue 12: at least this many times the seed net's speed, via the default path
+DEFAULT_PATH = "default"  # how the rows through load_model(path) are named
+VIDEO_PASSES = 2  # the test images twice over: long enough that start-up does not dominate
 CANDIDATES = {  # HeatmapNet constructor args timed with --candidates (untrained: speed only)
     "8-16-32-64 fr1": dict(widths=(8, 16, 32, 64), full_res_channels=1),
     "6-12-24-48 fr4": dict(widths=(6, 12, 24, 48), full_res_channels=4),
@@ -62,14 +81,30 @@ CANDIDATES = {  # HeatmapNet constructor args timed with --candidates (untrained
 }
 
 
+class BenchmarkError(Exception):
+    """A measurement could not be made (detect.py failed, no video writer ...)."""
+
+
 @dataclass
 class Row:
     name: str
     run: Callable[[np.ndarray], np.ndarray]  # a 256 x 320 frame -> points
     net: torch.nn.Module  # what the FLOPs and bytes are counted on
     example: torch.Tensor  # its input for one frame
-    onnx_path: Path | None = None  # the ONNX file an onnxruntime row runs
+    onnx_model: Path | bytes | None = None  # the ONNX file (or its bytes) an onnxruntime row runs
     params: int | None = None  # parameters of the model as trained, if ``net`` is an inference rewrite
+    size: str | None = None  # the named size of a family row
+
+
+@dataclass
+class ModelFile:
+    """A checkpoint of one method and size to time: the shipped one, or an untrained stand-in."""
+
+    method: str
+    size: str
+    path: Path
+    what: str  # e.g. "heatmap_n.pt" or "untrained (no heatmap_n.pt)"
+    shipped: bool
 
 
 class ActivationBytes(TorchDispatchMode):
@@ -167,22 +202,90 @@ def seed_row() -> Row:
     return Row("seed heatmap net (360x480 3-ch, argmax)", run, net, torch.zeros(1, 3, *SEED_SIZE))
 
 
-def build_rows(args: argparse.Namespace, folder: Path) -> tuple[list[Callable[[], Row]], list[str]]:
-    """Row factories (a memory-measuring process builds just its own row) and notes on the models."""
-    rows, notes = [], []
-    for method in ("heatmap", "regression"):
-        loc, checkpoint, what = load_or_untrained(method, Path(args.weights_dir) / f"{method}.pt")
-        notes.append(f"{method} model: {what}")
-        rows += [lambda m=method, loc=loc: torch_row(f"{m}, torch", loc),
-                 lambda m=method, loc=loc, c=checkpoint: onnx_row(f"{m}, onnxruntime", loc, c, args.threads, folder)]
-        if loc.spec.has_heatmap:  # the seed recipe's net is a heatmap net
-            rows.append(seed_row)
+def model_file(method: str, size: str, weights_dir: Path, folder: Path) -> ModelFile:
+    """The shipped checkpoint of ``method`` at ``size`` if it holds that size's widths, else an
+    untrained net of that size written to ``folder`` (seeded: the same bytes, so the same cached
+    export, in every process)."""
+    name = SHIPPED.get((method, size), f"{method}_{size}.pt")
+    shipped, widths = weights_dir / name, SIZES[size]
+    if shipped.is_file():
+        stored = tuple(load_checkpoint(shipped).get("model_args", {}).get("widths", ()))
+        if stored == widths:
+            return ModelFile(method, size, shipped, name, True)
+        why = f"{name} holds widths {'-'.join(map(str, stored))}"
+    else:
+        why = f"no {name}"
+    torch.manual_seed(0)
+    _, checkpoint = untrained(method, {"widths": widths})
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    path = folder / f"untrained_{method}_{size}.pt"
+    atomic_write(path, buffer.getvalue())
+    return ModelFile(method, size, path, f"untrained ({why})", False)
+
+
+def family(args: argparse.Namespace, folder: Path) -> list[ModelFile]:
+    """The checkpoints the table times: every heatmap size, then (unless --sizes-only) regression at s."""
+    pairs = [("heatmap", size) for size in SIZES] + ([] if args.sizes_only else [("regression", "s")])
+    return [model_file(method, size, Path(args.weights_dir), folder) for method, size in pairs]
+
+
+def default_row(model: ModelFile, threads: int) -> Row:
+    """``load_model(path)`` as a user calls it (onnxruntime on a CPU), counted on the PyTorch net."""
+    loc = load_model(model.path, threads=threads)
+    counted = torch_row("", localizer_from_checkpoint(load_checkpoint(model.path), "cpu", model.path))
+    onnx_model = cached_onnx(model.path).model if loc.backend == "onnx" else None
+    return Row(f"{model.method} {model.size}, {DEFAULT_PATH} ({'onnxruntime' if onnx_model else 'torch'})", loc.predict,
+               counted.net, counted.example, onnx_model, counted.params, model.size)
+
+
+def family_torch_row(model: ModelFile) -> Row:
+    row = torch_row(f"{model.method} {model.size}, torch", load_model(model.path, device="cpu", backend="torch"))
+    return replace(row, size=model.size)
+
+
+def build_rows(args: argparse.Namespace, folder: Path) -> tuple[list[Callable[[], Row]], list[str], list[ModelFile]]:
+    """Row factories (a memory-measuring process builds just its own row), notes on the models, and the models."""
+    models = family(args, folder)
+    rows: list[Callable[[], Row]] = []
+    for model in models:
+        rows += [lambda m=model: default_row(m, args.threads), lambda m=model: family_torch_row(m)]
+    rows.append(seed_row)
     if args.candidates:
         for name, model_args in CANDIDATES.items():
             loc, checkpoint = untrained("heatmap", model_args)
             rows += [lambda n=name, loc=loc: torch_row(f"cand. {n}, torch", loc),
                      lambda n=name, loc=loc, c=checkpoint: onnx_row(f"cand. {n}, onnxruntime", loc, c, args.threads, folder)]
-    return rows, notes
+    notes = [f"{m.method} {m.size} ({'-'.join(map(str, SIZES[m.size]))}): {m.what}" for m in models]
+    return rows, notes, models
+
+
+def target_lines(rows: list[Row], medians: list[float]) -> list[list[str]]:
+    """Issue 12's speed targets judged on one run: each size's default-path row against the seed row."""
+    seed = next(ms for row, ms in zip(rows, medians, strict=True) if row.name.startswith("seed"))
+    lines = []
+    for size, wanted in TARGETS.items():
+        found = [ms for row, ms in zip(rows, medians, strict=True)
+                 if row.size == size and row.name.startswith("heatmap") and f", {DEFAULT_PATH} " in row.name]
+        if not found:
+            continue
+        ratio = seed / found[0]
+        lines.append([f"heatmap {size} ({DEFAULT_PATH} path) >= {wanted:g}x the seed net", f"{found[0]:.2f} ms vs {seed:.2f} ms",
+                      f"{ratio:.1f}x", "pass" if ratio >= wanted else "FAIL"])
+    return lines
+
+
+def training_minutes(models: list[ModelFile]) -> list[list[str]]:
+    """Epochs and training minutes (the sum of the epochs' seconds) stored in each shipped checkpoint."""
+    lines = []
+    for model in models:
+        if not model.shipped:
+            continue
+        checkpoint = load_checkpoint(model.path)
+        history = checkpoint.get("history") or []
+        seconds = sum(float(h.get("seconds", 0.0)) for h in history)
+        lines.append([model.what, str(len(history)), str(checkpoint.get("world_size", 1)), f"{seconds / 60:.1f}"])
+    return lines
 
 
 def time_rows(rows: list[Row], frames: list[np.ndarray], n: int, warmup: int = 20) -> list[np.ndarray]:
@@ -203,13 +306,17 @@ def batch_throughput(rows: list[Row], threads: int) -> list[tuple[str, dict[int,
     torch.set_num_threads(threads)
     out = []
     for row in rows:
-        if "cand." in row.name or "regression" in row.name:
+        if "cand." in row.name:
             continue
         fps = {}
-        session = onnx_session(row.onnx_path, threads) if row.onnx_path else None
+        session = onnx_session(row.onnx_model, threads) if row.onnx_model is not None else None
         for batch in (1, 8, 32):
             x = torch.randn(batch, *row.example.shape[1:])
-            run = (lambda x=x, s=session: s.run(None, {"image": x.numpy()})) if session else (lambda x=x, n=row.net: n(x))
+            if session is not None:
+                feed = {session.get_inputs()[0].name: x.numpy()}
+                run = (lambda f=feed, s=session: s.run(None, f))
+            else:
+                run = (lambda x=x, n=row.net: n(x))
             with torch.inference_mode():
                 run()
                 started, frames = time.perf_counter(), 0
@@ -224,7 +331,8 @@ def batch_throughput(rows: list[Row], threads: int) -> list[tuple[str, dict[int,
 def peak_memory(index: int, args: argparse.Namespace) -> tuple[float, float]:
     """(peak RSS MiB, its growth over the RSS after imports) of row ``index`` in a fresh process."""
     command = [sys.executable, "-m", "benchmarks.speed", "--memory-row", str(index), "--weights-dir", args.weights_dir,
-               "--threads", str(args.threads)] + (["--candidates"] if args.candidates else [])
+               "--threads", str(args.threads)] + [flag for flag, on in (("--candidates", args.candidates),
+                                                                        ("--sizes-only", args.sizes_only)) if on]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
     peak, growth = result.stdout.split()[-2:]
     return float(peak), float(growth)
@@ -238,13 +346,65 @@ def memory_child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     baseline = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     with tempfile.TemporaryDirectory() as folder:
-        factories, _ = build_rows(args, Path(folder))
+        factories, _, _ = build_rows(args, Path(folder))
         row, frames = factories[args.memory_row](), test_frames()
         for frame in frames * 2:
             row.run(frame)
         status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
         peak = int(status["VmHWM"].split()[0]) / 1024  # ru_maxrss would include the parent's peak (kept across exec)
         print(f"{peak:.1f} {peak - baseline:.1f}")
+
+
+DETECT_LINE = re.compile(r"benchmark: (\d+) frame\(s\) in ([\d.]+) s end to end = ([\d.]+) frames/s.*"
+                         r"model alone would give ([\d.]+) frames/s")
+
+
+def write_video(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path:
+    """A short gray-as-BGR video of ``frames`` (all FRAME-sized); mp4v, else MJPG in an .avi."""
+    for fourcc, suffix in (("mp4v", ".mp4"), ("MJPG", ".avi")):
+        target = path.with_suffix(suffix)
+        writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), fps, FRAME[::-1])
+        if writer.isOpened():
+            for frame in frames:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+            writer.release()
+            if target.is_file() and target.stat().st_size > 0:
+                return target
+        writer.release()
+    raise BenchmarkError(f"{path}: OpenCV could not write a video (neither mp4v nor MJPG)")
+
+
+def detect_benchmark(weights: Path, source: Path, out: Path, threads: int) -> tuple[int, float, float]:
+    """(frames, end-to-end frames/s, the model's own frames/s) of ``detect.py --benchmark`` on ``source``."""
+    command = [sys.executable, "detect.py", "--weights", str(weights), "--source", str(source), "--out", str(out),
+               "--exist-ok", "--quiet", "--benchmark", "--threads", str(threads)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    found = DETECT_LINE.search(result.stdout)
+    if found is None:
+        last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
+        raise BenchmarkError(f"detect.py on {source} with {weights.name} (exit {result.returncode}): {last}")
+    return int(found[1]), float(found[3]), float(found[4])
+
+
+def end_to_end(models: list[ModelFile], rows: list[Row], medians: list[float], threads: int,
+               folder: Path) -> list[list[str]]:
+    """Folder and video frames/s of detect.py for each heatmap size, beside the network-only figures."""
+    images = ROOT / "data/test/images"
+    if not images.is_dir():
+        raise BenchmarkError(f"{images}: no such folder (the end-to-end rows read it)")
+    video = write_video(test_frames(len(list(images.iterdir()))) * VIDEO_PASSES, folder / "test_frames")
+    table_fps = {row.size: 1e3 / ms for row, ms in zip(rows, medians, strict=True)
+                 if row.name.startswith("heatmap") and f", {DEFAULT_PATH} " in row.name}
+    lines = []
+    for model in models:
+        if model.method != "heatmap":
+            continue
+        for what, source in ((f"folder ({images.relative_to(ROOT)}, own sizes, with overlays + labels)", images),
+                             (f"video ({video.suffix[1:]}, {FRAME[0]}x{FRAME[1]}, overlay video)", video)):
+            frames, fps, model_fps = detect_benchmark(model.path, source, folder / f"detect_{model.size}_{source.stem}", threads)
+            lines.append([f"heatmap {model.size}", what, str(frames), f"{fps:.0f}", f"{model_fps:.0f}",
+                          f"{table_fps.get(model.size, float('nan')):.0f}"])
+    return lines
 
 
 def layer_times(net: torch.nn.Module, x: torch.Tensor, runs: int = 100) -> list[tuple[str, float, float]]:
@@ -330,9 +490,15 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1, help="threads for the per-frame timing (default: %(default)s)")
     p.add_argument("--frames", type=int, default=200, help="timed frames per row, after 20 warm-up frames (default: %(default)s)")
-    p.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    p.add_argument("--markdown", action="store_true", help="print Markdown tables (default: plain text)")
     p.add_argument("--candidates", action="store_true", help="also time candidate HeatmapNet configurations (untrained)")
-    p.add_argument("--weights-dir", default=str(ROOT / "weights"), help="where heatmap.pt / regression.pt are looked for")
+    p.add_argument("--weights-dir", default=str(ROOT / "weights"),
+                   help="where " + ", ".join(f"{f} ({m} {z})" for (m, z), f in SHIPPED.items()) + " are looked for "
+                        "(default: %(default)s)")
+    p.add_argument("--sizes-only", action="store_true",
+                   help="only the heatmap sizes and the seed net (no regression rows): with --frames 20 --no-batch "
+                        "--no-memory --no-end-to-end a smoke test")
+    p.add_argument("--no-end-to-end", action="store_true", help="skip detect.py on the test folder and a video")
     p.add_argument("--no-batch", action="store_true", help="skip the all-cores batch throughput")
     p.add_argument("--no-memory", action="store_true", help="skip the per-row peak memory (one process per row)")
     p.add_argument("--layers", action="store_true", help="only: per-block times of the default HeatmapNet and its fast rewrite")
@@ -357,28 +523,37 @@ def main(argv: list[str] | None = None) -> int:
             print(render_table(["block", "ms", "MFLOP"], [[n, f"{t:.2f}", f"{f:.1f}"] for n, t, f in results], args.markdown))
         return 0
     with tempfile.TemporaryDirectory() as folder:
-        factories, notes = build_rows(args, Path(folder))
+        factories, notes, models = build_rows(args, Path(folder))
         rows = [make() for make in factories]
         matmul, conv = machine_rates()
+        load_before = os.getloadavg()
         times = time_rows(rows, test_frames(), args.frames)
+        load = os.getloadavg()
+        medians = [float(np.median(t)) for t in times]
         memory = [peak_memory(i, args) if not args.no_memory else (float("nan"),) * 2 for i in range(len(rows))]
-        seed_ms = next(np.median(t) for row, t in zip(rows, times, strict=True) if row.name.startswith("seed"))
+        seed_ms = next(ms for row, ms in zip(rows, medians, strict=True) if row.name.startswith("seed"))
         lines = []
-        for row, t, (peak, growth) in zip(rows, times, memory, strict=True):
+        for row, t, ms, (peak, growth) in zip(rows, times, medians, memory, strict=True):
             params, mflop, wbytes, abytes = count(row.net, row.example)
             params = row.params or params
             lines.append([row.name, f"{params:,}", f"{mflop:.0f}", f"{wbytes / 1024:.0f} KiB", f"{abytes / 2**20:.1f} MiB",
-                          f"{mflop / matmul:.2f} / {mflop / conv:.2f}", f"{np.median(t):.2f}",
-                          f"{np.percentile(t, 90):.2f}", f"{1e3 / np.median(t):.0f}", f"{seed_ms / np.median(t):.1f}x",
-                          f"{peak:.0f} / +{growth:.0f}"])
-        load = os.getloadavg()
+                          f"{mflop / matmul:.2f} / {mflop / conv:.2f}", f"{ms:.2f}",
+                          f"{np.percentile(t, 90):.2f}", f"{1e3 / ms:.0f}", f"{seed_ms / ms:.1f}x"]
+                         + ([] if args.no_memory else [f"{peak:.0f} / +{growth:.0f}"]))
         print(f"{args.frames} frames of {FRAME[0]}x{FRAME[1]} per row, {args.threads} thread(s), interleaved; "
-              f"torch {torch.__version__}; "
-              f"{os.cpu_count()} cores, load average {load[0]:.1f} (other processes share this machine)")
-        print(f"this machine, {args.threads} thread(s): matmul 1024^2 {matmul:.0f} GFLOP/s, conv3x3 16->16 @64x80 {conv:.0f} GFLOP/s; "
-              + "; ".join(notes) + "\n")
+              f"torch {torch.__version__}; {os.cpu_count()} cores, load average (1 min) {load_before[0]:.1f} before "
+              f"and {load[0]:.1f} after the timing (other processes share this machine)")
+        print(f"this machine, {args.threads} thread(s): matmul 1024^2 {matmul:.0f} GFLOP/s, conv3x3 16->16 @64x80 {conv:.0f} GFLOP/s")
+        print("models: " + "; ".join(notes) + "\n")
         print(render_table(["model", "params", "MFLOP", "weights", "activations", "floor ms (matmul/conv)", "ms median", "ms p90",
-                     "frames/s", "vs seed", "peak RSS MiB / after imports"], lines, args.markdown))
+                            "frames/s", "vs seed"] + ([] if args.no_memory else ["peak RSS MiB / after imports"]),
+                           lines, args.markdown))
+        print("\ntargets of issue 12 (same run, one thread, 256x320, decode included):\n")
+        print(render_table(["target", "ms median", "measured", "result"], target_lines(rows, medians), args.markdown))
+        trained = training_minutes(models)
+        if trained:
+            print("\nshipped runs: training time stored in the checkpoints (sum of the epochs' wall seconds):\n")
+            print(render_table(["checkpoint", "epochs", "processes", "minutes"], trained, args.markdown))
         if not args.no_batch:
             threads = os.cpu_count() or 1
             every, one = batch_throughput(rows, threads), batch_throughput(rows, 1)
@@ -386,6 +561,16 @@ def main(argv: list[str] | None = None) -> int:
             print(render_table(["model", *(f"batch {b}" for b in (1, 8, 32)), *(f"batch {b}, 1 thread" for b in (1, 8, 32))],
                         [[name, *(f"{fps[b]:.0f}" for b in (1, 8, 32)), *(f"{fps1[b]:.0f}" for b in (1, 8, 32))]
                          for (name, fps), (_, fps1) in zip(every, one, strict=True)], args.markdown))
+        if not args.no_end_to_end:
+            try:
+                e2e = end_to_end(models, rows, medians, args.threads, Path(folder))
+            except BenchmarkError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            print(f"\nend to end, detect.py --benchmark --threads {args.threads} (reading, inference, writing overlapped; "
+                  f"default path), load average {os.getloadavg()[0]:.1f}:\n")
+            print(render_table(["model", "source", "frames", "frames/s end to end", "frames/s model alone (detect.py)",
+                                "frames/s network table (256x320)"], e2e, args.markdown))
     return 0
 
 
