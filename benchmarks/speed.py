@@ -489,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1, help="threads for the per-frame timing (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=200, help="timed frames per row, after 20 warm-up frames (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=200, help="timed frames per row, after --warmup frames (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed frames per row first (default: %(default)s)")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables (default: plain text)")
     p.add_argument("--candidates", action="store_true", help="also time candidate HeatmapNet configurations (untrained)")
     p.add_argument("--weights-dir", default=str(ROOT / "weights"),
@@ -527,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [make() for make in factories]
         matmul, conv = machine_rates()
         load_before = os.getloadavg()
-        times = time_rows(rows, test_frames(), args.frames)
+        times = time_rows(rows, test_frames(), args.frames, args.warmup)
         load = os.getloadavg()
         medians = [float(np.median(t)) for t in times]
         memory = [peak_memory(i, args) if not args.no_memory else (float("nan"),) * 2 for i in range(len(rows))]
