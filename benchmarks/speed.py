@@ -355,8 +355,8 @@ def memory_child(args: argparse.Namespace) -> None:
         print(f"{peak:.1f} {peak - baseline:.1f}")
 
 
-DETECT_LINE = re.compile(r"benchmark: (\d+) frame\(s\) in ([\d.]+) s end to end = ([\d.]+) frames/s.*"
-                         r"model alone would give ([\d.]+) frames/s")
+DETECT_LINE = re.compile(r"benchmark: (\d+) frame\(s\) in ([\d.]+) s end to end = ([\d.]+) frames/s; "
+                         r"busy ms per frame: ([^(]*?) \(.*model alone would give ([\d.]+) frames/s")
 
 
 def write_video(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path:
@@ -374,8 +374,9 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path
     raise BenchmarkError(f"{path}: OpenCV could not write a video (neither mp4v nor MJPG)")
 
 
-def detect_benchmark(weights: Path, source: Path, out: Path, threads: int) -> tuple[int, float, float]:
-    """(frames, end-to-end frames/s, the model's own frames/s) of ``detect.py --benchmark`` on ``source``."""
+def detect_benchmark(weights: Path, source: Path, out: Path, threads: int) -> tuple[int, float, float, str]:
+    """(frames, end-to-end frames/s, the model's own frames/s, busy ms per frame of each stage) of
+    ``detect.py --benchmark`` on ``source``."""
     command = [sys.executable, "detect.py", "--weights", str(weights), "--source", str(source), "--out", str(out),
                "--exist-ok", "--quiet", "--benchmark", "--threads", str(threads)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -383,7 +384,7 @@ def detect_benchmark(weights: Path, source: Path, out: Path, threads: int) -> tu
     if found is None:
         last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
         raise BenchmarkError(f"detect.py on {source} with {weights.name} (exit {result.returncode}): {last}")
-    return int(found[1]), float(found[3]), float(found[4])
+    return int(found[1]), float(found[3]), float(found[5]), found[4]
 
 
 def end_to_end(models: list[ModelFile], rows: list[Row], medians: list[float], threads: int,
@@ -401,9 +402,10 @@ def end_to_end(models: list[ModelFile], rows: list[Row], medians: list[float], t
             continue
         for what, source in ((f"folder ({images.relative_to(ROOT)}, own sizes, with overlays + labels)", images),
                              (f"video ({video.suffix[1:]}, {FRAME[0]}x{FRAME[1]}, overlay video)", video)):
-            frames, fps, model_fps = detect_benchmark(model.path, source, folder / f"detect_{model.size}_{source.stem}", threads)
+            frames, fps, model_fps, busy = detect_benchmark(model.path, source, folder / f"detect_{model.size}_{source.stem}",
+                                                            threads)
             lines.append([f"heatmap {model.size}", what, str(frames), f"{fps:.0f}", f"{model_fps:.0f}",
-                          f"{table_fps.get(model.size, float('nan')):.0f}"])
+                          f"{table_fps.get(model.size, float('nan')):.0f}", busy])
     return lines
 
 
@@ -571,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nend to end, detect.py --benchmark --threads {args.threads} (reading, inference, writing overlapped; "
                   f"default path), load average {os.getloadavg()[0]:.1f}:\n")
             print(render_table(["model", "source", "frames", "frames/s end to end", "frames/s model alone (detect.py)",
-                                "frames/s network table (256x320)"], e2e, args.markdown))
+                                "frames/s network table (256x320)", "busy ms per frame (stages overlap)"], e2e, args.markdown))
     return 0
 
 

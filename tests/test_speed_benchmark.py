@@ -60,3 +60,14 @@ def test_sizes_only_smoke_run_prints_every_size_both_ways_and_the_targets(tmp_pa
         assert f"heatmap {size} (default path) >= " in out
     assert "seed heatmap net" in out and "regression" not in out.split("models:")[1]
     assert "untrained (no heatmap_n.pt)" in out
+
+
+def test_end_to_end_reads_detect_benchmark_line_on_a_video_it_wrote(tmp_path: Path) -> None:
+    frames = [np.full(speed.FRAME, 40 * i, np.uint8) for i in range(3)]
+    video = speed.write_video(frames, tmp_path / "clip")
+    model = speed.model_file("heatmap", "n", tmp_path / "no_weights", tmp_path)
+    count, fps, model_fps, busy = speed.detect_benchmark(model.path, video, tmp_path / "out", threads=1)
+    assert count == len(frames) and fps > 0 and model_fps > 0
+    assert busy.startswith("read ") and "inference " in busy and "write " in busy
+    with pytest.raises(speed.BenchmarkError, match="detect.py on .*missing"):
+        speed.detect_benchmark(model.path, tmp_path / "missing.mp4", tmp_path / "out2", threads=1)
