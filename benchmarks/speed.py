@@ -284,7 +284,7 @@ def training_minutes(models: list[ModelFile]) -> list[list[str]]:
         checkpoint = load_checkpoint(model.path)
         history = checkpoint.get("history") or []
         seconds = sum(float(h.get("seconds", 0.0)) for h in history)
-        lines.append([model.what, str(len(history)), str(checkpoint.get("world_size", 1)), f"{seconds / 60:.1f}"])
+        lines.append([model.what, str(len(history)), str(checkpoint.get("world_size", "not recorded")), f"{seconds / 60:.1f}"])
     return lines
 
 
