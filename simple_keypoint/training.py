@@ -275,7 +275,7 @@ def load_data(args: argparse.Namespace, method: Method,
         return samples
 
     train_sets, val_samples = [], read(args.val) if args.val else []
-    for folder in as_folders(args.data):
+    for folder in map(stored_folder, as_folders(args.data)):  # relative defaults work from any folder
         samples = read(folder)
         if not args.val:
             samples, val = carve_validation(samples, vars(args))
@@ -290,7 +290,7 @@ def load_data(args: argparse.Namespace, method: Method,
 def load_clutter_frames(args: argparse.Namespace, failures: list[str]) -> tuple[list[Sample], list[Sample]]:
     """Training and validation clutter frames of every ``--clutter`` folder (a split carved from each)."""
     train, val = [], []
-    for folder in getattr(args, "clutter", None) or []:
+    for folder in map(stored_folder, getattr(args, "clutter", None) or []):
         try:
             frames, report = load_clutter(folder, progress=not args.quiet)
         except (DatasetError, OSError) as e:

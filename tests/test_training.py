@@ -184,3 +184,13 @@ def test_ema_weights_are_what_is_saved(tiny_dataset, tmp_path):
     averaged = {k.removeprefix("module."): v for k, v in last["ema_state"].items() if k.startswith("module.")}
     assert all(torch.equal(last["model_state"][k], averaged[k]) for k in last["model_state"])
     assert not torch.equal(last["model_state"]["head.weight"], last["train_state"]["head.weight"])  # the average lags
+
+
+def test_train_py_from_its_own_folder_finds_the_default_data(tmp_path):
+    """``cd simple_keypoint/heatmap && python train.py``, as the original article's users train: the
+    relative default ``data/train`` is found in the checkout, not looked for in the method's folder."""
+    result = run_python("train.py", "--epochs", "1", "--crops-per-epoch", "8", "--batch-size", "8", "--size", "n",
+                        "--quiet", "--device", "cpu", "--project", tmp_path, cwd=REPO / "simple_keypoint" / "heatmap")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "data/train: 341 image(s) usable" in result.stdout.replace(str(REPO) + "/", "")
+    assert (tmp_path / "heatmap" / "weights" / "best.pt").is_file()
