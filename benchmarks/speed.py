@@ -3,7 +3,7 @@
     python -m benchmarks.speed --markdown           # the full run: rows, targets, batch, memory, detect.py
     python -m benchmarks.speed --sizes-only --frames 20 --no-batch --no-memory --no-end-to-end   # smoke test
     python -m benchmarks.speed --markdown --candidates --frames 300
-    python -m benchmarks.speed --layers             # per-block times of the default HeatmapNet
+    python -m benchmarks.speed --layers             # per-block times of each size's HeatmapNet
     python -m benchmarks.speed --ablations          # each inference trick tried, alone
 
 Rows: each named size of the heatmap method (``simple_keypoint.backbone.SIZES``) and the
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-end-to-end", action="store_true", help="skip detect.py on the test folder and a video")
     p.add_argument("--no-batch", action="store_true", help="skip the all-cores batch throughput")
     p.add_argument("--no-memory", action="store_true", help="skip the per-row peak memory (one process per row)")
-    p.add_argument("--layers", action="store_true", help="only: per-block times of the default HeatmapNet and its fast rewrite")
+    p.add_argument("--layers", action="store_true", help="only: per-block times of each size's HeatmapNet and its fast rewrite")
     p.add_argument("--ablations", action="store_true", help="only: time each inference trick tried (see SPEED_NOTES.md)")
     p.add_argument("--memory-row", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -517,13 +517,14 @@ def main(argv: list[str] | None = None) -> int:
         ablations(args.frames, args.markdown)
         return 0
     if args.layers:
-        net = HeatmapNet().eval()
         x = torch.randn(1, 1, *FRAME)
-        for model in (net, FastHeatmapNet(net)):
-            results = layer_times(model, x)
-            print(f"\n{type(model).__name__} (default args), {FRAME[0]}x{FRAME[1]}, {args.threads} thread(s), "
-                  f"median of 100 (hooks add a little)\n")
-            print(render_table(["block", "ms", "MFLOP"], [[n, f"{t:.2f}", f"{f:.1f}"] for n, t, f in results], args.markdown))
+        for size, widths in SIZES.items():
+            net = HeatmapNet(widths).eval()
+            for model in (net, FastHeatmapNet(net)):
+                results = layer_times(model, x)
+                print(f"\n{type(model).__name__} size {size} ({'-'.join(map(str, widths))}), {FRAME[0]}x{FRAME[1]}, "
+                      f"{args.threads} thread(s), median of 100 (hooks add a little)\n")
+                print(render_table(["block", "ms", "MFLOP"], [[n, f"{t:.2f}", f"{f:.1f}"] for n, t, f in results], args.markdown))
         return 0
     with tempfile.TemporaryDirectory() as folder:
         factories, notes, models = build_rows(args, Path(folder))
