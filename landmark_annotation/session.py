@@ -513,20 +513,18 @@ class Session:
         return self.next()
 
     def undo(self) -> bool:
-        if not self.undo_stack:
-            return False
-        self.message = ""
-        self.redo_stack.append(self.state)
-        self._set(self.undo_stack.pop())
-        self.selected = None
-        return True
+        return self._step(self.undo_stack, self.redo_stack)
 
     def redo(self) -> bool:
-        if not self.redo_stack:
+        return self._step(self.redo_stack, self.undo_stack)
+
+    def _step(self, back: list, forth: list) -> bool:
+        """Go to the state on top of ``back``, keeping the current one on ``forth`` (undo / redo)."""
+        if not back:
             return False
         self.message = ""
-        self.undo_stack.append(self.state)
-        self._set(self.redo_stack.pop())
+        forth.append(self.state)
+        self._set(back.pop())
         self.selected = None
         return True
 
