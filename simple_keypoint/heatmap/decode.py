@@ -22,7 +22,7 @@ import numpy as np
 
 _KERNEL = np.ones((3, 3), np.uint8)
 # Score logit = peak logit - CLUTTER_WEIGHT x the image's clutter level; both chosen on validation
-# (README, "Ablation"; the figures are in docs/measurements.md).
+# (docs/history.md, "Ablation"; the excluded blobs: docs/decisions.md, "Score").
 CLUTTER_QUANTILE = 0.999
 CLUTTER_WEIGHT = 0.5
 CLUTTER_EXCLUDED_PEAKS = 3
