@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simple_keypoint.images import ImageError, find_images, load_gray
+from simple_keypoint.images import ImageError, find_images, load_gray, read_image, to_gray
 from simple_keypoint.labels import LabelError, normalised_to_pixel, read_labels
 
 
@@ -34,6 +34,15 @@ class Sample:
     # no crop of clutter covers them, and no prediction on them is counted.
     blocked: np.ndarray | None = None
     source: str = ""  # the dataset folder it was read from
+
+    def unblocked(self, points: np.ndarray) -> np.ndarray:
+        """The rows of ``points`` (N, 2+) ``(u, v, ...)`` that do not fall on a blocked pixel."""
+        if self.blocked is None:
+            return points
+        h, w = self.blocked.shape
+        rows = points[:, 1].round().astype(int).clip(0, h - 1)
+        cols = points[:, 0].round().astype(int).clip(0, w - 1)
+        return points[~self.blocked[rows, cols]]
 
 
 @dataclass
@@ -229,7 +238,10 @@ def cut_patches(samples: list[Sample], margin: int = 3, max_side: int = 24) -> l
     grow = np.ones((3, 3), np.uint8)
     for sample in samples:
         mask_path = Path(sample.source) / "masks" / (Path(sample.name).stem + ".png")
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
+        try:
+            mask = to_gray(read_image(mask_path)) if mask_path.is_file() else None
+        except ImageError:  # a bad mask only means no patch from that image
+            mask = None
         if mask is None or mask.shape != sample.image.shape:
             continue
         n, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)

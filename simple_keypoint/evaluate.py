@@ -128,12 +128,9 @@ def predict_all(localizer: Localizer, samples: list[Sample], conf: float = 0.0,
     results = []
     for s in tqdm(samples, desc="evaluating", disable=not progress, leave=False):
         pred = localizer.predict_standardised(s.image, conf=conf)
-        pixels = s.image.size
-        if s.blocked is not None:  # blocked pixels (other objects in a clutter frame) are neither hit nor false alarm
-            rows = pred[:, 1].round().astype(int).clip(0, s.image.shape[0] - 1)
-            cols = pred[:, 0].round().astype(int).clip(0, s.image.shape[1] - 1)
-            pred, pixels = pred[~s.blocked[rows, cols]], int(np.count_nonzero(~s.blocked))
-        results.append(ImageResult(s.name, s.points, pred, pixels))
+        # Blocked pixels (other objects in a clutter frame) are neither hit nor false alarm, nor area.
+        pixels = s.image.size if s.blocked is None else int(np.count_nonzero(~s.blocked))
+        results.append(ImageResult(s.name, s.points, s.unblocked(pred), pixels))
     return results
 
 

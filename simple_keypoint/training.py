@@ -309,9 +309,7 @@ def mine_false_alarms(localizer: Localizer, clutter: list[Sample], count: int, r
     found = []
     for k in rng.choice(len(clutter), min(count, len(clutter)), replace=False):
         frame = clutter[k]
-        pred = localizer.predict_standardised(frame.image, conf=0.0, max_points=4 * per_frame)
-        if frame.blocked is not None:
-            pred = pred[~frame.blocked[pred[:, 1].round().astype(int), pred[:, 0].round().astype(int)]]
+        pred = frame.unblocked(localizer.predict_standardised(frame.image, conf=0.0, max_points=4 * per_frame))
         found += [(score, int(k), u, v) for u, v, score in pred[:per_frame]]
     found.sort(reverse=True)
     return [(k, u, v) for _, k, u, v in found[: (len(found) + 1) // 2]]

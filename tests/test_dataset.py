@@ -156,3 +156,12 @@ def test_crops_without_augmentation_are_plain_crops():
     crop = image[0].numpy()
     ys, xs = slice(max(y0, 0), min(y0 + 32, 50)), slice(max(x0, 0), min(x0 + 32, 70))
     np.testing.assert_array_equal(crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0], sample.image[ys, xs])
+
+
+def test_unblocked_drops_points_on_blocked_pixels_only():
+    blocked = np.zeros((10, 12), bool)
+    blocked[2:5, 3:6] = True
+    sample = Sample("x", np.zeros((10, 12), np.float32), np.zeros((0, 2)), blocked)
+    points = np.array([[4.2, 3.4, 0.9], [4.6, 5.4, 0.8], [11.7, 9.6, 0.5], [2.4, 2.0, 0.4]])
+    np.testing.assert_array_equal(sample.unblocked(points), points[[1, 2, 3]])  # 4.6, 5.4 rounds to row 5: free
+    assert Sample("y", sample.image, sample.points).unblocked(points) is points

@@ -66,7 +66,8 @@ def clutter_level(heat: np.ndarray) -> float:
     left out, so a target large enough to fill the top 0.1 % of a small frame does not count as its
     own clutter. Taken on every second row and column, which is several times faster and scores the
     same (docs/measurements.md)."""
-    sample = np.array(np.asarray(heat)[::2, ::2], dtype=np.float64 if np.asarray(heat).dtype == np.float64 else np.float32)
+    heat = np.asarray(heat)
+    sample = heat[::2, ::2].astype(np.float64 if heat.dtype == np.float64 else np.float32)  # a copy: blobs are blanked
     if sample.size == 0:
         return 0.0
     lowest, r = sample.min(), CLUTTER_EXCLUDED_RADIUS // 2
