@@ -5,6 +5,7 @@
     python -m benchmarks.speed --markdown --candidates --frames 300
     python -m benchmarks.speed --layers             # per-block times of each size's HeatmapNet
     python -m benchmarks.speed --ablations          # each inference trick tried, alone
+    python -m benchmarks.speed --training           # only: training throughput (crops/s) of n and s
 
 Rows: each named size of the heatmap method (``simple_keypoint.backbone.SIZES``) and the
 regression method (size s), each through the default path (``load_model(path)``: onnxruntime
@@ -29,6 +30,12 @@ per row that builds the model and runs 32 frames, and how much of it came after 
 libraries (model, export, working memory). Not ru_maxrss: Linux keeps the parent's peak in it
 across exec. End to end: ``detect.py --benchmark`` (reading, inference and writing overlapped)
 on the data/test folder and on a short video made from its images, one thread for the model.
+
+Training throughput: crops per second of the shipped recipe's parts on the real training data
+(data/train, data/nudt-sirst/train, HIT-UAV clutter with pasted targets), torch's default threads as
+training uses them: making crops (crop, paste, flips, noise, collation), one training step alone
+(shaped targets, forward, loss, backward, AdamW), and both in a row as an epoch runs them; the
+reference row is the previous recipe (s, 192 x 192 crops) in the same run.
 """
 
 from __future__ import annotations
@@ -288,6 +295,57 @@ def training_minutes(models: list[ModelFile]) -> list[list[str]]:
     return lines
 
 
+def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, points: torch.Tensor,
+                  counts: torch.Tensor) -> None:
+    """One step of heatmap training as the shipped recipe's loss runs it (shaped targets, wmse)."""
+    from simple_keypoint.heatmap.loss import heatmap_loss
+    from simple_keypoint.heatmap.target import gaussian_heatmaps
+
+    target = gaussian_heatmaps(points, counts, images.shape[-2], images.shape[-1], 1.5)
+    loss = heatmap_loss(net(images.to(memory_format=torch.channels_last)), target, "wmse", 30.0)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def training_throughput(steps: int, batch: int = 8) -> list[list[str]]:
+    """Crops/s of making crops, of the training step and of both, per (size, crop) of training,
+    on the shipped recipe's data (see the module's docstring); the first row is the reference."""
+    from simple_keypoint.dataset import MixedCropDataset, cut_patches, load_clutter, load_dataset
+
+    folders = [ROOT / "data" / "train", ROOT / "data" / "nudt-sirst" / "train"]
+    try:
+        sets = [load_dataset(f, progress=False)[0] for f in folders]
+        clutter = load_clutter(ROOT / "data" / "hit-uav" / "train", progress=False)[0]
+    except (OSError, ValueError) as e:
+        raise BenchmarkError(f"training data: {e}") from None
+    patches = cut_patches([s for samples in sets for s in samples])
+    rows, reference = [], None
+    for size, crop in (("s", 192), ("s", 128), ("n", 128)):
+        data = MixedCropDataset(sets, [0.5, 0.5], steps * batch, crop, 0, 0.5, False, clutter, 0.2, patches, 0.5,
+                                0.5, spreads=True)
+        loader = torch.utils.data.DataLoader(data, batch)
+        started = time.perf_counter()
+        batches = list(loader)
+        making = time.perf_counter() - started
+        torch.manual_seed(0)
+        net = HeatmapNet(SIZES[size]).to(memory_format=torch.channels_last).train()
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+
+        for images, points, counts in batches[:3]:  # warm-up
+            training_step(net, optimizer, images, points, counts)
+        started = time.perf_counter()
+        for images, points, counts in batches:
+            training_step(net, optimizer, images, points, counts)
+        training = time.perf_counter() - started
+        crops = steps * batch
+        both = crops / (making + training)
+        reference = reference or both
+        rows.append([f"heatmap {size}", f"{crop} x {crop}", f"{crops / making:.0f}", f"{crops / training:.0f}",
+                     f"{both:.0f}", f"{both / reference:.2f}x", f"{2000 / both:.1f}"])
+    return rows
+
+
 def time_rows(rows: list[Row], frames: list[np.ndarray], n: int, warmup: int = 20) -> list[np.ndarray]:
     """Milliseconds per frame of every row, interleaved frame by frame."""
     times = [[] for _ in rows]
@@ -506,12 +564,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the per-row peak memory (one process per row)")
     p.add_argument("--layers", action="store_true", help="only: per-block times of each size's HeatmapNet and its fast rewrite")
     p.add_argument("--ablations", action="store_true", help="only: time each inference trick tried (see SPEED_NOTES.md)")
+    p.add_argument("--training", action="store_true", help="only: training throughput (crops/s) of sizes n and s")
+    p.add_argument("--training-steps", type=int, default=60, help="training steps (batch 8) timed per --training row")
     p.add_argument("--memory-row", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_row is not None:
         memory_child(args)
         return 0
 
+    if args.training:  # before the one-thread setting below: training uses torch's default threads
+        try:
+            rows = training_throughput(args.training_steps)
+        except BenchmarkError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"training throughput, batch 8, {torch.get_num_threads()} threads, {args.training_steps} steps per row; "
+              f"load average (1 min) {os.getloadavg()[0]:.1f}:\n")
+        print(render_table(["model", "crop", "crops/s making", "crops/s step", "crops/s both", "vs first row",
+                            "s per 2000-crop epoch (no validation)"], rows, args.markdown))
+        return 0
     torch.set_num_threads(args.threads)
     if args.ablations:
         ablations(args.frames, args.markdown)

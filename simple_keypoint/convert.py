@@ -69,6 +69,13 @@ def mask_components(mask: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.
     Each centroid is weighted by ``gray + 1e-6`` over the component's pixels. Components come in
     OpenCV's labelling order (raster order of each component's first pixel).
     """
+    centroids, areas, _ = mask_moments(mask, gray)
+    return centroids, areas
+
+
+def mask_moments(mask: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mask_components`' centroids and areas, and each component's spread: the covariance
+    (N, 3) ``(var_u, var_v, cov_uv)`` in px^2 of its pixels about the centroid, with the same weights."""
     mask = np.asarray(mask)
     gray = np.asarray(gray, dtype=np.float64)
     if mask.ndim == 3:  # a colour mask: a pixel is target if any colour channel is (alpha ignored)
@@ -78,18 +85,26 @@ def mask_components(mask: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.
     binary = (mask > 0).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if count <= 1:
-        return np.empty((0, 2), dtype=np.float64), np.empty(0, dtype=np.int64)
+        return np.empty((0, 2), dtype=np.float64), np.empty(0, dtype=np.int64), np.empty((0, 3), dtype=np.float64)
     weights = gray + WEIGHT_OFFSET
     inside = labels > 0
     if not np.all(np.isfinite(weights[inside])) or np.any(weights[inside] <= 0):
         raise ValueError("gray values under the mask must be finite and >= 0")
     flat = labels.ravel()
     v_index, u_index = np.indices(labels.shape, dtype=np.float64)
-    w = weights.ravel()
-    total = np.bincount(flat, weights=w, minlength=count)[1:]
-    u = np.bincount(flat, weights=w * u_index.ravel(), minlength=count)[1:] / total
-    v = np.bincount(flat, weights=w * v_index.ravel(), minlength=count)[1:] / total
-    return np.stack([u, v], axis=1), stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
+    uu, vv, w = u_index.ravel(), v_index.ravel(), weights.ravel()
+
+    def weighted_sum(values: np.ndarray) -> np.ndarray:
+        return np.bincount(flat, weights=w * values, minlength=count)[1:]
+
+    total = weighted_sum(np.ones_like(w))
+    u, v = weighted_sum(uu) / total, weighted_sum(vv) / total
+    # Central moments from raw ones (E[x^2] - E[x]^2), clipped at 0 against rounding.
+    var_u = np.clip(weighted_sum(uu * uu) / total - u * u, 0.0, None)
+    var_v = np.clip(weighted_sum(vv * vv) / total - v * v, 0.0, None)
+    cov_uv = weighted_sum(uu * vv) / total - u * v
+    return (np.stack([u, v], axis=1), stats[1:, cv2.CC_STAT_AREA].astype(np.int64),
+            np.stack([var_u, var_v, cov_uv], axis=1))
 
 
 def mask_points(mask: np.ndarray, gray: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from simple_keypoint.convert import mask_moments
 from simple_keypoint.images import ImageError, find_images, load_gray, read_image, to_gray
 from simple_keypoint.labels import LabelError, normalised_to_pixel, read_labels
 
@@ -34,6 +35,14 @@ class Sample:
     # no crop of clutter covers them, and no prediction on them is counted.
     blocked: np.ndarray | None = None
     source: str = ""  # the dataset folder it was read from
+    # Each point's object extent where a mask gives it: the covariance (N, 3) (var_u, var_v, cov_uv)
+    # in px^2 of its mask component (zeros: a point without a known extent). None: no masks.
+    spreads: np.ndarray | None = None
+
+    def points_with_spreads(self) -> np.ndarray:
+        """(N, 5) ``u, v, var_u, var_v, cov_uv``: the points and their objects' spreads (0: unknown)."""
+        spreads = self.spreads if self.spreads is not None else np.zeros((len(self.points), 3))
+        return np.hstack([self.points.reshape(-1, 2), spreads.reshape(-1, 3)])
 
     def unblocked(self, points: np.ndarray) -> np.ndarray:
         """The rows of ``points`` (N, 2+) ``(u, v, ...)`` that do not fall on a blocked pixel."""
@@ -124,9 +133,30 @@ def load_dataset(root: str | os.PathLike, max_targets: int | None = None, min_ta
             report.skipped.setdefault(reason, []).append(image_path.name)
             continue
         h, w = image.shape
-        samples.append(Sample(image_path.name, image, normalised_to_pixel(xy, w, h), source=str(root)))
+        points = normalised_to_pixel(xy, w, h)
+        mask_path = Path(root) / "masks" / (image_path.stem + ".png")
+        spreads = object_spreads(mask_path, image_path, points) if mask_path.is_file() else None
+        samples.append(Sample(image_path.name, image, points, source=str(root), spreads=spreads))
     report.used = len(samples)
     return samples, report
+
+
+def object_spreads(mask_path: Path, image_path: Path, points: np.ndarray, within: float = 1.0) -> np.ndarray | None:
+    """The spread (N, 3) of each point's mask component: the component whose intensity-weighted
+    centroid (the label definition, :func:`simple_keypoint.convert.mask_moments`) lies within
+    ``within`` px of the point; zeros for a point with none. None if the mask cannot be used (the
+    points then train with the fixed radius: a bad mask must not stop training)."""
+    try:
+        centroids, _, spreads = mask_moments(read_image(mask_path), to_gray(read_image(image_path)))
+    except (ImageError, ValueError):
+        return None
+    out = np.zeros((len(points), 3))
+    if len(centroids) and len(points):
+        distance = np.linalg.norm(points[:, None, :2] - centroids[None], axis=2)
+        nearest = distance.argmin(axis=1)
+        close = distance[np.arange(len(points)), nearest] <= within
+        out[close] = spreads[nearest[close]]
+    return out
 
 
 def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -143,12 +173,14 @@ def random_crop(image: np.ndarray, points: np.ndarray, size: int, rng: np.random
                 target_fraction: float, keep_one: bool) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` crop (zero-padded when the image is smaller) and the points inside it.
 
+    ``points`` is (N, 2) ``u, v`` or (N, 5) with each object's spread (moved along unchanged).
+
     With probability ``target_fraction`` (always when ``keep_one``) the crop is placed so that a
     random labelled point lies inside it; otherwise anywhere. Points outside the crop are dropped.
     """
     h, w = image.shape
     if len(points) and (keep_one or rng.random() < target_fraction):
-        u, v = points[rng.integers(len(points))]
+        u, v = points[rng.integers(len(points))][:2]
         # Any offset that keeps the point at least 2 px from the crop edge.
         x0 = rng.uniform(u + 2.5 - size, u - 1.5)
         y0 = rng.uniform(v + 2.5 - size, v - 1.5)
@@ -160,21 +192,30 @@ def random_crop(image: np.ndarray, points: np.ndarray, size: int, rng: np.random
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
     if sx1 > sx0 and sy1 > sy0:
         crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
-    moved = points - np.array([x0, y0], dtype=np.float64)
-    inside = np.all((moved >= -0.5) & (moved < size - 0.5), axis=1) if len(moved) else np.zeros(0, bool)
-    return crop, moved[inside].reshape(-1, 2)
+    moved = np.array(points, dtype=np.float64)
+    moved = moved.reshape(-1, moved.shape[1] if moved.ndim == 2 else 2)
+    moved[:, :2] -= (x0, y0)
+    inside = np.all((moved[:, :2] >= -0.5) & (moved[:, :2] < size - 0.5), axis=1) if len(moved) else np.zeros(0, bool)
+    return crop, moved[inside]
 
 
 def flip_and_transpose(image: np.ndarray, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random one of the 8 flips/rotations of a square crop, points moved exactly."""
+    """A random one of the 8 flips/rotations of a square crop, points (and spreads) moved exactly."""
     size = image.shape[0]
     points = points.copy()
+    spread = points.shape[1] == 5  # u, v, var_u, var_v, cov_uv: a flip negates the covariance
     if rng.random() < 0.5:
         image, points[:, 0] = image[:, ::-1], size - 1 - points[:, 0]
+        if spread:
+            points[:, 4] *= -1
     if rng.random() < 0.5:
         image, points[:, 1] = image[::-1, :], size - 1 - points[:, 1]
+        if spread:
+            points[:, 4] *= -1
     if rng.random() < 0.5:
-        image, points = image.T, points[:, ::-1]
+        image, points[:, [0, 1]] = image.T, points[:, [1, 0]]
+        if spread:
+            points[:, [2, 3]] = points[:, [3, 2]]
     return np.ascontiguousarray(image), np.ascontiguousarray(points)
 
 
@@ -190,13 +231,14 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class CropDataset(torch.utils.data.Dataset):
     """Training crops: item i of epoch e is the same for the same seed (deterministic).
 
-    Returns (image (1, S, S) float32, points (max_points, 2) float32 padded, count int).
+    Returns (image (1, S, S) float32, points (max_points, 2) float32 padded, count int); with
+    ``spreads`` the points are (max_points, 5): ``u, v`` and the object's covariance (see :class:`Sample`).
     """
 
     def __init__(self, samples: list[Sample], crop_size: int, seed: int = 0, augment: bool = True,
-                 target_fraction: float = 0.8, keep_one: bool = False, max_points: int = 16):
+                 target_fraction: float = 0.8, keep_one: bool = False, max_points: int = 16, spreads: bool = False):
         self.samples, self.crop_size, self.seed, self.augment = samples, crop_size, seed, augment
-        self.target_fraction, self.keep_one, self.max_points = target_fraction, keep_one, max_points
+        self.target_fraction, self.keep_one, self.max_points, self.spreads = target_fraction, keep_one, max_points, spreads
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -205,8 +247,8 @@ class CropDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         rng = np.random.default_rng((self.seed, self.epoch, i))
         sample = self.samples[i]
-        image, points = random_crop(sample.image, sample.points, self.crop_size, rng,
-                                    self.target_fraction, self.keep_one)
+        image, points = random_crop(sample.image, sample.points_with_spreads() if self.spreads else sample.points,
+                                    self.crop_size, rng, self.target_fraction, self.keep_one)
         return as_item(image, points, rng, self.augment, self.max_points)
 
 
@@ -216,7 +258,7 @@ def as_item(image: np.ndarray, points: np.ndarray, rng: np.random.Generator, aug
     if augment:
         image, points = flip_and_transpose(image, points, rng)
         image = photometric(image, rng)
-    padded = np.zeros((max_points, 2), np.float32)
+    padded = np.zeros((max_points, points.shape[1]), np.float32)
     count = min(len(points), max_points)
     padded[:count] = points[:count]
     return torch.from_numpy(image)[None], torch.from_numpy(padded), count
@@ -228,6 +270,7 @@ class Patch:
 
     delta: np.ndarray  # h x w float32, in the standardised units of its frame
     centre: np.ndarray  # (2,) the target's point (u, v) inside the patch
+    spread: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (var_u, var_v, cov_uv) px^2, as Sample's
 
 
 def cut_patches(samples: list[Sample], margin: int = 3, max_side: int = 24) -> list[Patch]:
@@ -260,27 +303,54 @@ def cut_patches(samples: list[Sample], margin: int = 3, max_side: int = 24) -> l
             delta = (region - np.median(region[ring])) * cv2.GaussianBlur(near.astype(np.float32), (3, 3), 0)
             weight = np.where(inside > 0, np.clip(delta, 0, None) + 1e-6, 0.0)
             vv, uu = np.mgrid[0:y1 - y0, 0:x1 - x0]
-            centre = np.array([(uu * weight).sum(), (vv * weight).sum()]) / weight.sum()
-            patches.append(Patch(delta.astype(np.float32), centre))
+            total = weight.sum()
+            centre = np.array([(uu * weight).sum(), (vv * weight).sum()]) / total
+            du, dv = uu - centre[0], vv - centre[1]
+            spread = np.array([(du * du * weight).sum(), (dv * dv * weight).sum(), (du * dv * weight).sum()]) / total
+            patches.append(Patch(delta.astype(np.float32), centre, spread))
     return patches
 
 
 def paste(image: np.ndarray, points: np.ndarray, patch: Patch, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``image`` with ``patch`` added at a random place (flipped at random, contrast x 0.5-1.5), and
-    ``points`` with its point added; unchanged if the patch does not fit."""
-    delta, centre = patch.delta, patch.centre.copy()
+    ``points`` (N, 2), or (N, 5) with spreads, with its point added; unchanged if the patch does not fit."""
+    delta, centre, spread = patch.delta, patch.centre.copy(), patch.spread.copy()
     ph, pw = delta.shape
     if rng.random() < 0.5:
-        delta, centre[0] = delta[:, ::-1], pw - 1 - centre[0]
+        delta, centre[0], spread[2] = delta[:, ::-1], pw - 1 - centre[0], -spread[2]
     if rng.random() < 0.5:
-        delta, centre[1] = delta[::-1], ph - 1 - centre[1]
+        delta, centre[1], spread[2] = delta[::-1], ph - 1 - centre[1], -spread[2]
     h, w = image.shape
     if ph + 8 > h or pw + 8 > w:
         return image, points
     y0, x0 = int(rng.integers(4, h - ph - 3)), int(rng.integers(4, w - pw - 3))
     image = image.copy()
     image[y0:y0 + ph, x0:x0 + pw] += delta * np.float32(rng.uniform(0.5, 1.5))
-    return image, np.vstack([points.reshape(-1, 2), centre + (x0, y0)])
+    columns = points.shape[1] if points.ndim == 2 else 2
+    new = np.concatenate([centre + (x0, y0), spread])[:columns]
+    return image, np.vstack([points.reshape(-1, columns), new])
+
+
+def composite_patch(parts: list[Patch], rng: np.random.Generator, radius: float) -> Patch:
+    """One object made of several hot spots (an aircraft's engines and wing tips, seen close):
+    ``parts`` placed at random within ``radius`` px of a common centre and summed. Its point is the
+    intensity-weighted centroid of the whole and its spread the whole's second moments, like a mask
+    covering all of it (the label a labeller gives such an object: one point, at its centre)."""
+    offsets = rng.uniform(-radius, radius, (len(parts), 2))
+    corners = np.floor(offsets - [np.array(p.delta.shape[::-1]) / 2 for p in parts]).astype(int)
+    lo = corners.min(axis=0)
+    hi = np.max([c + p.delta.shape[::-1] for c, p in zip(corners, parts, strict=True)], axis=0)
+    canvas = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.float32)
+    for (x, y), part in zip(corners - lo, parts, strict=True):
+        h, w = part.delta.shape
+        canvas[y:y + h, x:x + w] += part.delta
+    weight = np.clip(canvas, 0, None) + 1e-6
+    vv, uu = np.mgrid[0:canvas.shape[0], 0:canvas.shape[1]]
+    total = weight.sum()
+    centre = np.array([(uu * weight).sum(), (vv * weight).sum()]) / total
+    du, dv = uu - centre[0], vv - centre[1]
+    spread = np.array([(du * du * weight).sum(), (dv * dv * weight).sum(), (du * dv * weight).sum()]) / total
+    return Patch(canvas, centre, spread)
 
 
 def load_clutter(root: str | os.PathLike, margin: int = 8, progress: bool = True) -> tuple[list[Sample], ScanReport]:
@@ -330,8 +400,12 @@ class MixedCropDataset(torch.utils.data.Dataset):
     def __init__(self, sources: list[list[Sample]], shares: list[float], length: int, crop_size: int, seed: int = 0,
                  target_fraction: float = 0.8, keep_one: bool = False, clutter: list[Sample] | None = None,
                  clutter_share: float = 0.0, patches: list[Patch] | None = None, paste_prob: float = 0.0,
-                 hard_share: float = 0.0, max_points: int = 16):
+                 hard_share: float = 0.0, max_points: int = 16, spreads: bool = False, composite: float = 0.0):
         self.clutter = clutter or []
+        self.spreads = spreads  # points carry each object's spread (see CropDataset)
+        # Share of pasted objects made of 2-4 small hot spots with one point (see composite_patch).
+        self.composite = composite
+        self._spots = [p for p in (patches or []) if max(p.delta.shape) <= 10]
         weights = np.array([*(s if len(src) else 0.0 for s, src in zip(shares, sources, strict=True)),
                             clutter_share if self.clutter else 0.0], np.float64)
         if not weights.sum() > 0:
@@ -373,12 +447,18 @@ class MixedCropDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         which = int(rng.choice(len(self.shares), p=self.shares))
         if which == len(self.sources):
-            image, points = self._clutter_crop(rng), np.zeros((0, 2))
+            image, points = self._clutter_crop(rng), np.zeros((0, 5 if self.spreads else 2))
             if self.patches and rng.random() < self.paste_prob:
                 for _ in range(int(rng.integers(1, 3))):
-                    image, points = paste(image, points, self.patches[rng.integers(len(self.patches))], rng)
+                    if self._spots and rng.random() < self.composite:
+                        parts = [self._spots[j] for j in rng.integers(len(self._spots), size=int(rng.integers(2, 5)))]
+                        patch = composite_patch(parts, rng, radius=float(rng.uniform(2.0, 6.0)))
+                    else:
+                        patch = self.patches[rng.integers(len(self.patches))]
+                    image, points = paste(image, points, patch, rng)
         else:
             samples = self.sources[which]
             sample = samples[rng.integers(len(samples))]
-            image, points = random_crop(sample.image, sample.points, self.crop_size, rng, self.target_fraction, self.keep_one)
+            image, points = random_crop(sample.image, sample.points_with_spreads() if self.spreads else sample.points,
+                                        self.crop_size, rng, self.target_fraction, self.keep_one)
         return as_item(image, points, rng, True, self.max_points)

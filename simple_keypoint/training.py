@@ -103,7 +103,12 @@ def make_parser(method: str, description: str, **defaults: Any) -> argparse.Argu
                    help="the threshold's false-alarm budget per megapixel of validation (default: per image, see evaluate)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, the crops and the validation split")
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data-loading processes (0: in the training process; on a CPU a worker competes with the "
+                        "net's threads, see docs/speed.md)")
+    p.add_argument("--val-every", type=int, default=5,
+                   help="validate (and mine false alarms) every N epochs and in each of the last N; best.pt is "
+                        "the best validated epoch")
     p.add_argument("--ema", type=float, default=0.0,
                    help="decay of an exponential moving average of the weights, validated and saved instead of "
                         "the raw weights (e.g. 0.998; 0: off)")
@@ -130,6 +135,9 @@ def add_clutter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clutter-share", type=float, default=0.2, help="share of the training crops taken from --clutter")
     p.add_argument("--paste", type=float, default=0.5,
                    help="probability that a clutter crop gets 1-2 real target patches (cut out with their masks) pasted in")
+    p.add_argument("--composite", type=float, default=0.3,
+                   help="share of pasted objects made of 2-4 small hot spots a few px apart with one point at their "
+                        "centroid (a close aircraft: engines, wing tips), so the net puts one point on such an object")
     p.add_argument("--hard-share", type=float, default=0.5,
                    help="share of clutter crops centred on the model's strongest false alarms, mined after each epoch")
     p.add_argument("--mine-frames", type=int, default=60, help="clutter frames searched for false alarms after each epoch")
@@ -186,7 +194,7 @@ def write_history(out: Path, history: list[dict[str, float]], plot: bool = True)
     if not history:
         return
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(history[0]))
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
     writer.writeheader()
     writer.writerows(history)
     atomic_write(out / "losses.csv", text.getvalue().encode())
@@ -197,15 +205,16 @@ def write_history(out: Path, history: list[dict[str, float]], plot: bool = True)
     from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
+    checked = [h for h in history if h.get("validated", True)]  # epochs between validations have none
     fig = Figure(figsize=(9, 3.2))
     a, b = fig.subplots(1, 2)
     a.plot(epochs, [h["train_loss"] for h in history], label="train")
-    a.plot(epochs, [h["val_loss"] for h in history], label="val")
+    a.plot([h["epoch"] for h in checked], [h["val_loss"] for h in checked], label="val")
     a.set_yscale("log")
     a.set(xlabel="epoch", ylabel="loss", title="loss")
     a.legend()
-    b.plot(epochs, [h["val_AP@3px"] for h in history], label="AP@3px")
-    b.plot(epochs, [h["val_Pd@3px"] for h in history], label="Pd@3px, any score")  # not at the chosen threshold
+    b.plot([h["epoch"] for h in checked], [h["val_AP@3px"] for h in checked], label="AP@3px")
+    b.plot([h["epoch"] for h in checked], [h["val_Pd@3px"] for h in checked], label="Pd@3px, any score")  # any threshold
     b.set(xlabel="epoch", ylim=(0, 1.02), title="validation")
     b.legend()
     fig.tight_layout()
@@ -342,6 +351,13 @@ def evaluate_epoch(net: torch.nn.Module, method: Method, val: list[Sample], val_
     return metrics, conf
 
 
+def is_validation_epoch(epoch: int, epochs: int, every: int) -> bool:
+    """Whether ``epoch`` (1-based) of ``epochs`` is validated: every ``every``-th and each of the
+    last ``every`` (where the best weights of a decaying learning rate usually are)."""
+    every = max(every, 1)
+    return epoch % every == 0 or epoch > epochs - every
+
+
 def selection_score(row: dict[str, float]) -> float:
     """What best.pt is chosen by (higher is better): validation AP@3px; when validation has no
     targets, lower validation loss; with no validation at all, the latest epoch. Which case applies
@@ -441,11 +457,14 @@ def _train(args: argparse.Namespace, method: Method, model_args: dict[str, Any],
     shares = getattr(args, "data_share", None) or [len(samples) for samples in train_sets]
     if len(shares) != len(train_sets):
         raise TrainingError(f"--data-share has {len(shares)} value(s) for {len(train_sets)} --data folder(s)")
+    spreads = getattr(args, "shape_target", False)  # points carry their objects' spreads (a method's option)
     train_set = MixedCropDataset(train_sets, shares, getattr(args, "crops_per_epoch", 0) or len(train_samples) * args.repeats,
                                  args.crop, args.seed, args.target_fraction, method.keep_target_in_crop, clutter,
                                  getattr(args, "clutter_share", 0.0), patches, getattr(args, "paste", 0.0),
-                                 getattr(args, "hard_share", 0.0))
-    val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=method.keep_target_in_crop)
+                                 getattr(args, "hard_share", 0.0), spreads=spreads,
+                                 composite=getattr(args, "composite", 0.0))
+    val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=method.keep_target_in_crop,
+                          spreads=spreads)
     val_samples += clutter_val
     try:
         batch = distributed.per_process_batch(args.batch_size, context)
@@ -454,9 +473,11 @@ def _train(args: argparse.Namespace, method: Method, model_args: dict[str, Any],
     # Several processes: each its shard of the epoch's crops, in an order fixed by seed and epoch.
     sampler = (torch.utils.data.DistributedSampler(train_set, context.world_size, context.rank, shuffle=True,
                                                    seed=args.seed, drop_last=True) if context.active else None)
+    # Workers are forked at each epoch (not persistent), so they see the false alarms just mined.
     loader = torch.utils.data.DataLoader(train_set, batch, shuffle=sampler is None, sampler=sampler,
                                          num_workers=args.workers, drop_last=len(train_set) >= args.batch_size,
-                                         generator=torch.Generator().manual_seed(args.seed))
+                                         generator=torch.Generator().manual_seed(args.seed),
+                                         prefetch_factor=4 if args.workers else None)
     val_loader = torch.utils.data.DataLoader(val_set, args.batch_size)
 
     net = method.build(model_args).to(device, memory_format=FORMAT)
@@ -485,7 +506,7 @@ def _train(args: argparse.Namespace, method: Method, model_args: dict[str, Any],
         if scaler.is_enabled() and "scaler" in resume:
             scaler.load_state_dict(resume["scaler"])
         start_epoch, history = resume["epoch"], resume["history"]
-        best_ap = max((selection_score(h) for h in history), default=-float("inf"))
+        best_ap = max((selection_score(h) for h in history if h.get("validated", True)), default=-float("inf"))
         print(f"resuming {args.resume} after epoch {start_epoch} of {args.epochs}"
               + (f" (trained with {resume.get('world_size', 1)} process(es), now {context.world_size})"
                  if resume.get("world_size", 1) != context.world_size else ""))
@@ -537,10 +558,15 @@ def _train(args: argparse.Namespace, method: Method, model_args: dict[str, Any],
             if averaged:
                 distributed.average_buffers(averaged, context)
             train_loss = distributed.mean(total / max(count, 1), context)
-            mining = bool(clutter) and getattr(args, "hard_share", 0.0) > 0
+            validate = is_validation_epoch(epoch, args.epochs, getattr(args, "val_every", 1))
+            mining = validate and bool(clutter) and getattr(args, "hard_share", 0.0) > 0
             if context.is_main:  # the others wait below for the false alarms rank 0 mines, or at the barrier
-                metrics, conf = evaluate_epoch(model, method, val_samples, val_loader, loss_fn, device,
-                                               getattr(args, "max_false_per_mpx", None))
+                validation_started = time.time()
+                if validate:
+                    metrics, conf = evaluate_epoch(model, method, val_samples, val_loader, loss_fn, device,
+                                                   getattr(args, "max_false_per_mpx", None))
+                else:  # the last validated epoch's threshold stays; its metrics are not this epoch's
+                    metrics, conf = {"loss": float("nan")}, (history[-1]["conf"] if history else 0.0)
                 if mining:
                     train_set.hard = mine_false_alarms(Localizer(method, model, conf=0.0, device=device, relative=False),
                                                        clutter, args.mine_frames, np.random.default_rng((args.seed, epoch)))
@@ -548,9 +574,10 @@ def _train(args: argparse.Namespace, method: Method, model_args: dict[str, Any],
                 row = {"epoch": epoch, "train_loss": train_loss, "val_loss": metrics["loss"],
                        "val_AP@3px": metrics.get("AP@3px", float("nan")), "val_Pd@3px": metrics.get("Pd@3px", float("nan")),
                        "val_err@3px": metrics.get("err_mean@3px", float("nan")), "conf": conf,
-                       "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+                       "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started,
+                       "val_seconds": time.time() - validation_started, "validated": int(validate)}
                 history.append(row)
-                ap = selection_score(row)
+                ap = selection_score(row) if validate else -float("inf")
                 if ap > best_ap:
                     best_ap = ap
                     save_checkpoint(out / "weights" / "best.pt", checkpoint(epoch, conf, metrics, resumable=False))
@@ -564,9 +591,10 @@ def _train(args: argparse.Namespace, method: Method, model_args: dict[str, Any],
                     plotter.plot(epoch, {"train": row["train_loss"], "val": row["val_loss"]}, "loss")
                     plotter.plot(epoch, {"AP@3px": row["val_AP@3px"], "Pd@3px": row["val_Pd@3px"]}, "validation")
                 per_source = "".join(f"  {k} {v:.3f}" for k, v in metrics.items() if " " in k)
-                print(f"epoch {epoch}/{args.epochs}  loss {row['train_loss']:.5f}  val loss {row['val_loss']:.5f}  "
-                      f"val AP@3px {row['val_AP@3px']:.3f}  Pd@3px (any score) {row['val_Pd@3px']:.3f}  "
-                      f"err {row['val_err@3px']:.2f}px{per_source}  ({row['seconds']:.0f}s)", flush=True)
+                print(f"epoch {epoch}/{args.epochs}  loss {row['train_loss']:.5f}  "
+                      + (f"val loss {row['val_loss']:.5f}  val AP@3px {row['val_AP@3px']:.3f}  Pd@3px (any score) "
+                         f"{row['val_Pd@3px']:.3f}  err {row['val_err@3px']:.2f}px{per_source}  " if validate else "")
+                      + f"({row['seconds']:.0f}s)", flush=True)
             if mining:
                 train_set.hard = distributed.broadcast(train_set.hard, context)
             distributed.barrier(context)

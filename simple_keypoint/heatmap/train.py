@@ -1,10 +1,11 @@
-"""Train the heatmap method: a SEB U-shape regressing fixed-radius Gaussians drawn at each point.
+"""Train the heatmap method: a SEB U-shape regressing Gaussians drawn at each point (shaped like its object).
 
     python -m simple_keypoint.heatmap.train --data data/train --epochs 60
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -40,7 +41,11 @@ def load_teacher(path: str) -> torch.nn.Module:
 
 def main(argv: list[str] | None = None) -> int:
     parser = training.make_parser(HEATMAP.name, __doc__.split("\n\n")[0], **DEFAULTS)
-    parser.add_argument("--sigma", type=float, default=1.5, help="radius (std, px) of the Gaussian drawn at each point")
+    parser.add_argument("--sigma", type=float, default=1.5,
+                        help="radius (std, px) of the Gaussian drawn at each point; the narrowest with --shape-target")
+    parser.add_argument("--shape-target", action=argparse.BooleanOptionalAction, default=True,
+                        help="where a mask gives a target's extent, draw its Gaussian with the object's own spread "
+                             "(second moments), so an extended object gets one peak at its centroid")
     parser.add_argument("--loss", choices=LOSSES, default="wmse")
     parser.add_argument("--pos-weight", type=float, default=30.0, help="wmse: extra weight of the Gaussian area")
     parser.add_argument("--teacher", default=None,
