@@ -19,7 +19,8 @@ from simple_keypoint.checkpoint import load_checkpoint
 from simple_keypoint.heatmap.train import heatmap_loss
 from simple_keypoint.training import make_parser
 
-LOSS_COLUMNS = ["epoch", "train_loss", "val_loss", "val_AP@3px", "val_Pd@3px", "val_err@3px", "conf", "lr", "seconds"]
+LOSS_COLUMNS = ["epoch", "train_loss", "val_loss", "val_AP@3px", "val_Pd@3px", "val_err@3px", "conf", "lr", "seconds",
+                "val_seconds", "validated"]
 
 
 def read_csv(path):
@@ -194,3 +195,19 @@ def test_train_py_from_its_own_folder_finds_the_default_data(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "data/train: 341 image(s) usable" in result.stdout.replace(str(REPO) + "/", "")
     assert (tmp_path / "heatmap" / "weights" / "best.pt").is_file()
+
+
+def test_validation_every_n_epochs_and_best_among_validated(tiny_dataset, tmp_path):
+    """--val-every 2 over 4 epochs validates epochs 2, 3 and 4 (every 2nd and the last 2): epoch 1's row
+    has no validation figures, and best.pt is one of the validated epochs with their threshold."""
+    out = tmp_path / "every"
+    result = run_python("-m", "simple_keypoint.heatmap.train", "--data", tiny_dataset, "--out", out, *TINY_TRAIN_ARGS,
+                        "--epochs", "4", "--val-every", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = read_csv(out / "losses.csv")
+    assert [r["validated"] for r in rows] == ["0", "1", "1", "1"]
+    assert not math.isfinite(float(rows[0]["val_loss"])) and all(math.isfinite(float(r["val_loss"])) for r in rows[1:])
+    best = load_checkpoint(out / "weights" / "best.pt")
+    assert best["epoch"] in (2, 3, 4)
+    assert best["decode"]["conf"] == pytest.approx(float(rows[best["epoch"] - 1]["conf"]))
+    assert "epoch 1/4  loss" in result.stdout and "val AP" not in result.stdout.split("epoch 1/4")[1].split("\n")[0]
