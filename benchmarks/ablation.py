@@ -1,15 +1,19 @@
-"""Score heatmap training runs on the validation split they were chosen on (never on test).
+"""Score heatmap training runs on a validation split (never on test), one row per run.
 
 Each run is a checkpoint written by ``python -m simple_keypoint.heatmap.train`` with one setting
-changed; the table shows the settings it stores beside its validation figures:
+changed; the table shows what it stores beside its validation figures:
 
-    python -m simple_keypoint.heatmap.train --out runs/sigma1 --sigma 1.0      # ... one run per row
-    python -m benchmarks.ablation runs/heatmap/weights/best.pt runs/sigma1/weights/best.pt --subpixel --plain
+    python -m simple_keypoint.heatmap.train --project runs --name nopaste --paste 0      # ... one run per row
+    python -m benchmarks.ablation runs/full/weights/best.pt runs/nopaste/weights/best.pt --same-split --markdown
 
-AP@3px and Pd@1px rank every prediction (threshold 0); Pd@3px and FA/img are at the threshold
-today's rule (``evaluate.pick_threshold``) picks on this split, so runs made under an older rule
-compare fairly. Each run is scored on the split it held out, read from its stored training
-settings (``simple_keypoint.training.validation_samples``).
+Every run is scored on the validation images its stored settings carve
+(``simple_keypoint.training.validation_samples``), or with ``--same-split`` all on the first run's
+(a run trained without ``--clutter`` is then still scored on the clutter frames the others held
+out). AP@3px ranks every prediction (threshold 0), pooled and per dataset folder; Pd@3px and the
+false alarms per MPx of each folder are at the threshold that holds ``--max-false-per-mpx`` pooled
+false alarms per MPx of that split (``evaluate.pick_threshold``), the same rule for every row.
+"last epochs" is the mean +- sd of the pooled AP over the run's last validated epochs (from its
+last.pt): how steady training ends, which its single best epoch does not show.
 """
 
 from __future__ import annotations
@@ -21,82 +25,87 @@ from pathlib import Path
 import numpy as np
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
-from simple_keypoint.dataset import DatasetError, Sample, load_dataset
+from simple_keypoint.dataset import DatasetError, Sample
 from simple_keypoint.evaluate import pick_threshold, predict_all, score
-from simple_keypoint.predict import Localizer, localizer_from_checkpoint
-from simple_keypoint.tables import markdown_row
-from simple_keypoint.training import carve_validation
+from simple_keypoint.predict import localizer_from_checkpoint
+from simple_keypoint.tables import render_table
+from simple_keypoint.training import validation_samples
 
-HEADERS = ["run", "loss", "sigma", "widths", "crop", "lr", "epochs", "ema", "best epoch", "AP@3px", "Pd@1px", "err px",
-           "threshold", "Pd@3px", "FA/img", "AP@3px, last 10 epochs"]
+SETTINGS = ("data_share", "crop", "epochs", "shape_target", "composite", "paste", "hard_share", "clutter", "size", "widths")
 
 
-def curve(best: Path) -> str:
-    """Validation AP@3px of the run's last 10 epochs, mean +- sd (from last.pt beside best.pt):
-    how steady training ends, which the single best epoch does not show."""
+def last_epochs(best: Path, count: int = 5) -> str:
+    """Pooled validation AP@3px of the run's last ``count`` validated epochs, mean +- sd."""
     try:
         history = load_checkpoint(best.with_name("last.pt"), "heatmap")["history"]
     except CheckpointError:
         return "-"
-    ap = np.array([h["val_AP@3px"] for h in history[-10:]])
-    return f"{ap.mean():.3f} +- {ap.std():.3f}"
+    ap = np.array([h["val_AP@3px"] for h in history if h.get("validated", True)][-count:])
+    return f"{ap.mean():.3f} +- {ap.std():.3f}" if len(ap) else "-"
 
 
-def row(name: str, settings: dict, epoch: int, model: Localizer, samples: list, steadiness: str = "-") -> str:
-    results = predict_all(model, samples)
-    conf = pick_threshold(results)  # today's rule for every row, whatever rule the run itself stored
-    ranked, chosen = score(results, 0.0), score(results, conf)
-    widths = ",".join(map(str, settings["widths"])) + (" +context" if settings.get("context") else "")
-    cells = [settings["loss"], settings["sigma"], widths, settings["crop"],
-             settings["lr"], settings["epochs"], settings.get("ema") or "-", epoch,
-             f"{ranked['AP@3px']:.3f}", f"{ranked['Pd@1px']:.3f}",
-             f"{ranked['err_mean@3px']:.2f}", f"{conf:.2f}",
-             f"{chosen['Pd@3px']:.3f}", f"{chosen['FA/img@3px']:.3f}", steadiness]
-    return markdown_row([name, *cells])
+def short(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(Path(str(v)).name if "/" in str(v) else str(v) for v in value) or "none"
+    return "-" if value is None else str(value)
+
+
+def scored(name: str, checkpoint: dict, path: Path, val: list[Sample], budget: float,
+           relative: bool = True) -> tuple[list[str], list[str]]:
+    """(header, cells) of one run on ``val``; ``relative=False``: plain scores (no clutter level)."""
+    model = localizer_from_checkpoint(checkpoint, "cpu", path)
+    model.relative = relative
+    results = predict_all(model, val)
+    conf = pick_threshold(results, max_false_per_mpx=budget)
+    sources = sorted({s.source for s in val})
+    header, cells = ["run", "best epoch", "AP@3px"], [name, str(checkpoint["epoch"]), f"{score(results, 0.0)['AP@3px']:.3f}"]
+    for source in sources:
+        part = [r for r, s in zip(results, val, strict=True) if s.source == source]
+        ranked, chosen = score(part, 0.0), score(part, conf)
+        label = f"{Path(source).parent.name}/{Path(source).name}"
+        if ranked["targets"]:
+            header += [f"AP {label}", f"Pd {label}"]
+            cells += [f"{ranked['AP@3px']:.3f}", f"{chosen['Pd@3px']:.3f}"]
+        else:
+            header.append(f"FA/MPx {label}")
+            cells.append(f"{chosen['FA/MPx@3px']:.2f}")
+    header += ["threshold", "last epochs AP"] + list(SETTINGS)
+    cells += [f"{conf:.3f}", last_epochs(path)] + [short(checkpoint["train_args"].get(k)) for k in SETTINGS]
+    return header, cells
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoints", nargs="+", type=Path, help="best.pt of each heatmap run")
-    p.add_argument("--data", default=None, help="where the runs' --data folder is now (default: the one each stores)")
-    p.add_argument("--subpixel", action="store_true", help="also score the first run without sub-pixel decoding")
-    p.add_argument("--fit", action="store_true",
-                   help="also score every run on the images it trained on: no better there than on validation = underfitting")
+    p.add_argument("--same-split", action="store_true", help="score every run on the first run's validation images")
+    p.add_argument("--max-false-per-mpx", type=float, default=1.0, help="pooled false-alarm budget of the threshold")
     p.add_argument("--plain", action="store_true",
                    help="also score every run with plain scores (sigmoid of the peak logit, not relative to the frame's clutter)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = p.parse_args(argv)
 
-    read: dict[str, list[Sample]] = {}  # each --data folder is read once
-    print(markdown_row(HEADERS) + "\n|" + "---|" * len(HEADERS))
-    failures = []
-    for i, path in enumerate(args.checkpoints):
+    rows, header, failures, shared = [], None, [], None
+    for path in args.checkpoints:
         try:
             checkpoint = load_checkpoint(path, "heatmap")
-            settings = checkpoint["train_args"]
-            folder = str(args.data or settings["data"])
-            if folder not in read:
-                read[folder] = load_dataset(folder, progress=False)[0]
-            trained_on, val = carve_validation(read[folder], settings)
+            if shared is None or not args.same_split:
+                val = validation_samples(checkpoint["train_args"])
+                shared = val
+            run = path.parent.parent.name  # runs/<run>/weights/best.pt; any other file by its own name
+            name = run if path.parent.name == "weights" and run else path.stem
+            header, cells = scored(name, checkpoint, path, shared, args.max_false_per_mpx)
         except (CheckpointError, DatasetError, KeyError) as e:  # one bad run does not stop the table
             failures.append(f"{path}: {e}" if isinstance(e, KeyError) else str(e))
             continue
-        run = path.parent.parent.name  # runs/<run>/weights/best.pt; any other file (weights/heatmap.pt) by its own name
-        name = run if path.parent.name == "weights" and run else path.stem
-        model = localizer_from_checkpoint(checkpoint, "cpu", path)
-        print(row(name, checkpoint["train_args"], checkpoint["epoch"], model, val, curve(path)), flush=True)
-        if args.fit:
-            print(row(f"{name}, on its {len(trained_on)} training images", checkpoint["train_args"], checkpoint["epoch"],
-                      model, trained_on), flush=True)
+        rows.append(cells)
         if args.plain:
-            model.relative = False
-            print(row(f"{name}, plain scores", checkpoint["train_args"], checkpoint["epoch"], model, val), flush=True)
-            model.relative = True
-        if args.subpixel and i == 0:
-            model.subpixel = False
-            print(row(f"{name}, no sub-pixel decoding", checkpoint["train_args"], checkpoint["epoch"], model, val), flush=True)
+            rows.append(scored(f"{name}, plain scores", checkpoint, path, shared, args.max_false_per_mpx, relative=False)[1])
+        print(f"scored {name}", file=sys.stderr, flush=True)
+    if header:
+        print(render_table(header, rows, args.markdown))
     if failures:
-        print(f"{len(failures)} checkpoint(s) skipped:\n" + "\n".join(f"  {line}" for line in failures))
+        print(f"{len(failures)} checkpoint(s) skipped:\n" + "\n".join(f"  {line}" for line in failures), file=sys.stderr)
         return 1
     return 0
 
