@@ -1,7 +1,7 @@
 """One object, one point, on objects made of several hot spots (a close aircraft: engines, wing tips).
 
     python -m benchmarks.objects                              # the shipped s and n models
-    python -m benchmarks.objects --weights runs/heatmap/weights/best.pt --markdown
+    python -m benchmarks.objects --weights runs/heatmap/weights/best.pt heatmap --markdown
 
 Each case is a 256 x 256 crop of a HIT-UAV test frame (away from its boxes of other objects) with
 one object pasted in: 1 spot (the plain case) or 2-4 small real target patches cut from the TEST
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from simple_keypoint.dataset import Patch, composite_patch, cut_patches, load_clutter, load_dataset, paste
+from simple_keypoint.paths import DefaultPathError, resolve_weights
 from simple_keypoint.predict import load_model
 from simple_keypoint.tables import render_table
 
@@ -93,13 +94,18 @@ def score_model(weights: str, cases: list[tuple[int, np.ndarray, np.ndarray, flo
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.objects", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", nargs="+", default=[str(ROOT / "weights" / "heatmap.pt"), str(ROOT / "weights" / "heatmap_n.pt")],
-                   help="heatmap checkpoints, each at its stored threshold")
+    p.add_argument("--weights", nargs="+", default=["heatmap", "heatmap_n"],
+                   help="heatmap checkpoints or shipped model names, each at its stored threshold")
     p.add_argument("--per-kind", type=int, default=100, help="objects per number of spots")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = p.parse_args(argv)
+    try:
+        checkpoints = [str(resolve_weights(weights)) for weights in args.weights]
+    except DefaultPathError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cases = make_cases(args.per_kind)
-    rows = [row for weights in args.weights for row in score_model(weights, cases)]
+    rows = [row for weights in checkpoints for row in score_model(weights, cases)]
     print(render_table(["model", "spots", "objects", "exactly 1 point", "2+ points", "error of the 1 point, px",
                         "1 point within 3 px"], rows, args.markdown))
     return 0

@@ -21,7 +21,8 @@ from simple_keypoint import load_model  # noqa: E402
 from simple_keypoint.checkpoint import CheckpointError  # noqa: E402
 from simple_keypoint.detect import draw_overlay  # noqa: E402
 from simple_keypoint.images import ImageError, read_image  # noqa: E402
-from simple_keypoint.paths import shipped_weights  # noqa: E402
+from simple_keypoint.options import HelpFormatter  # noqa: E402
+from simple_keypoint.paths import WEIGHTS_HELP, DefaultPathError, resolve_weights  # noqa: E402
 
 HEIGHT, ZOOM, HALF = 256, 8, 16  # panel height; zoom factor; half-size of the zoomed window in pixels
 
@@ -40,15 +41,15 @@ def zoom_panel(image: np.ndarray, heat: np.ndarray, point: np.ndarray, heat_alph
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", default=str(shipped_weights("heatmap")), help="checkpoint to run")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--weights", default="heatmap", help=WEIGHTS_HELP)
     p.add_argument("--images", nargs="+", default=["Misc_15", "Misc_111", "Misc_175"], help="stems in data/test/images")
     p.add_argument("--heat-alpha", type=float, default=0.4, help="strength of the JET heatmap, as detect's --heat-alpha")
     p.add_argument("--out", default=str(ROOT / "docs/detect.jpg"), help="the JPEG to write")
     args = p.parse_args(argv)
     try:
-        model = load_model(args.weights, device="cpu")
-    except CheckpointError as e:
+        model = load_model(resolve_weights(args.weights), device="cpu")
+    except (CheckpointError, DefaultPathError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows, failures = [], []

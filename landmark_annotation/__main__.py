@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from landmark_annotation.keys import KEYS
+from simple_keypoint.paths import SHIPPED_NAMES
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -21,8 +22,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="?", type=Path,
                         help="folder of images (jpg/png/bmp/tif, 8/16-bit); a folder picker opens when omitted")
     parser.add_argument("--labels", type=Path, help="folder for label files (default: IMAGES_DIR/../labels)")
-    parser.add_argument("--weights", type=Path,
-                        help="a trained simple_keypoint checkpoint (heatmap or regression); its points are shown "
+    parser.add_argument("--weights", metavar="W",
+                        help=f"a shipped model ({', '.join(SHIPPED_NAMES)}), a checkpoint (.pt) or an .onnx; its points are shown "
                              "as proposals on unlabelled images: Enter accepts them, a click replaces them; "
                              "a proposal is never saved by itself")
     parser.add_argument("--score-threshold", type=float, default=0.0,
@@ -88,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     proposer = None
     if args.weights is not None:
         from simple_keypoint.checkpoint import CheckpointError
+        from simple_keypoint.paths import DefaultPathError, resolve_weights
         from simple_keypoint.predict import load_model
 
         try:
-            model = load_model(args.weights, args.device)
-        except CheckpointError as e:
+            model = load_model(resolve_weights(args.weights), args.device)
+        except (CheckpointError, DefaultPathError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         proposer = model.predict

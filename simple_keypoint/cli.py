@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("", "train a model: simple-keypoint train {heatmap,regression} [options]"),
     "evaluate": ("simple_keypoint.evaluate", "score a model on labelled folders (Pd, false alarms, AP)"),
     "export": ("simple_keypoint.export", "export a checkpoint to ONNX"),
+    "threshold": ("simple_keypoint.threshold", "pick a checkpoint's threshold again on its validation split"),
     "convert": ("simple_keypoint.convert", "convert labels from other formats"),
     "label": ("landmark_annotation.__main__", "the click-to-label desktop tool"),
 }

@@ -538,10 +538,12 @@ def to_coco(dataset: Path, out_file: Path, overwrite: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simple_keypoint.convert", description=__doc__.split("\n\n")[0],
+    from simple_keypoint.options import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="simple-keypoint convert", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = HelpFormatter
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text, formatter_class=defaults)

@@ -1,7 +1,7 @@
 """Find the points in images, videos, a webcam or a network stream with a trained model.
 
     simple-keypoint detect                          # shipped heatmap weights on the shipped test images
-    simple-keypoint detect --source frames/ --weights weights/regression.pt
+    simple-keypoint detect --source frames/ --weights heatmap_n     # the fast size (or regression, a .pt, an .onnx)
     simple-keypoint detect --source clip.mp4 --vid-stride 2      # every 2nd frame -> clip.mp4 + clip.csv
     simple-keypoint detect --source 0                # webcam 0 (Ctrl-C stops and keeps what was written)
     simple-keypoint detect --source rtsp://camera/stream --weights heatmap.onnx
@@ -40,7 +40,10 @@ import numpy as np
 
 from simple_keypoint.images import IMAGE_SUFFIXES, ImageError, read_image, to_display
 from simple_keypoint.labels import atomic_write, pixel_to_normalised, write_labels
-from simple_keypoint.paths import DefaultPathError, default_path, increment_path, shipped_weights
+from simple_keypoint.options import FRACTION, add_weights_option
+from simple_keypoint.paths import DefaultPathError, default_path, increment_path, resolve_weights
+from simple_keypoint.quiet import opencv_silent, quiet_video_backend
+from simple_keypoint.runs import make_folders, remove_empty
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
@@ -109,12 +112,9 @@ def output_names(sources: list[Source]) -> list[str]:
 
 def open_capture(source: Source) -> cv2.VideoCapture:
     """An OpenCV capture of a video file, webcam or URL (module-level so tests can stand in a fake)."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # the failure is reported once, by name
-    try:
+    quiet_video_backend()
+    with opencv_silent():  # the failure is reported once, by name
         return cv2.VideoCapture(int(source.location) if source.kind == "camera" else source.location)
-    finally:
-        cv2.utils.logging.setLogLevel(level)
 
 
 # ---------------------------------------------------------------------------------------------- overlays
@@ -509,9 +509,7 @@ def detect(model: Any, sources: list[Source], out: Path, options: DetectOptions 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="simple-keypoint detect", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=None,
-                   help="checkpoint (.pt) of any method, or an exported .onnx file "
-                        "(default: the shipped heatmap weights, simple_keypoint/weights or the checkout's weights/)")
+    add_weights_option(p)
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="torch, onnx (onnxruntime, CPU), or auto: onnx on a CPU when onnxruntime is installed "
                         "(a .pt is exported once and cached), torch on CUDA (default: %(default)s)")
@@ -522,8 +520,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="detect", help="run folder name: PROJECT/NAME, NAME2, ... (default: %(default)s)")
     p.add_argument("--exist-ok", action="store_true", help="reuse PROJECT/NAME instead of numbering a new folder")
     p.add_argument("--out", default=None, help="write to exactly this folder instead (default: PROJECT/NAME numbered)")
-    p.add_argument("--conf", type=float, default=None, help="score threshold (default: the one stored in the checkpoint)")
-    p.add_argument("--dim-conf", type=float, default=None,
+    p.add_argument("--conf", type=FRACTION, default=None, help="score threshold, 0 to 1 (default: the one stored in the checkpoint)")
+    p.add_argument("--dim-conf", type=FRACTION, default=None,
                    help="also draw points scoring between this and --conf, dimmer and without a score; they are "
                         "not written to labels or CSV (default: off)")
     p.add_argument("--max-points", type=int, default=20, help="at most this many points per image (default: %(default)s)")
@@ -553,13 +551,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         source = args.source if args.source is not None else str(default_path(DEFAULT_SOURCE, "source folder"))
-        weights = args.weights if args.weights is not None else shipped_weights("heatmap")
+        weights = resolve_weights(args.weights)
     except DefaultPathError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sources = list_sources(source)
     if not sources:
-        print(f"error: no images or videos found at {source}", file=sys.stderr)
+        missing = not any(c in source for c in "*?[") and not Path(source).exists()
+        print(f"error: {source}: no such file or folder" if missing else f"error: no images or videos found at {source}",
+              file=sys.stderr)
         return 2
     out = Path(args.out) if args.out is not None else increment_path(Path(args.project) / args.name, args.exist_ok)
     source_dirs = {Path(s.location).resolve().parent for s in sources if s.kind in ("image", "video")}
@@ -581,9 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     frame_folders = any(not s.is_video for s in sources) or args.save_frames
-    try:
-        for folder in [out, *(written if frame_folders else [])]:
-            folder.mkdir(parents=True, exist_ok=True)
+    try:  # made now, so an unwritable place fails before any work; removed below if nothing went in
+        created = make_folders([out, *([out / "overlays", out / "labels"] if frame_folders else [])])
     except OSError as e:  # a file in the way, no permission ...
         print(f"error: cannot create output folder {out}: {e.strerror or e}", file=sys.stderr)
         return 2
@@ -594,9 +593,12 @@ def main(argv: list[str] | None = None) -> int:
     total = len(sources) if all(not s.is_video for s in sources) else None
     with tqdm(total=total, desc="detecting", unit="frame", disable=args.quiet) as bar:
         report = detect(model, sources, out, options, on_frame=bar.update)
+    remove_empty(created)  # every source failed, or Ctrl+C came first: no empty numbered folder stays
     conf = model.conf if args.conf is None else args.conf
+    wrote_any = report.frames or report.videos  # else the empty folders were removed, so none is named
     print(f"{report.frames} image(s) done, {report.points} point(s) found (threshold {conf:.2f}), "
-          f"{len(report.failures)} failure(s), {report.inference_ms:.1f} ms per image; results in {out}")
+          f"{len(report.failures)} failure(s), {report.inference_ms:.1f} ms per image; "
+          + (f"results in {out}" if wrote_any else "nothing written"))
     for path in report.videos:
         print(f"  wrote {path}")
     if args.benchmark:

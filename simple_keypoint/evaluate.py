@@ -6,7 +6,7 @@ matches: Pd (found targets / targets), false alarms per image and per megapixel,
 precision-recall over all predictions ranked by score, all-point interpolation) and the
 localisation error of matches. Used by training's validation, by this CLI and by the benchmarks.
 
-    python -m simple_keypoint.evaluate --weights weights/heatmap.pt --data data/test
+    simple-keypoint evaluate --weights heatmap_n --data data/test       # or python -m simple_keypoint.evaluate
 """
 
 from __future__ import annotations
@@ -153,14 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     from simple_keypoint.checkpoint import CheckpointError
     from simple_keypoint.dataset import DatasetError, load_dataset
     from simple_keypoint.labels import atomic_write
+    from simple_keypoint.options import FRACTION, HelpFormatter, add_weights_option
+    from simple_keypoint.paths import DefaultPathError, default_path, resolve_weights
     from simple_keypoint.predict import load_model
 
-    p = argparse.ArgumentParser(prog="python -m simple_keypoint.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", default="weights/heatmap.pt", help="checkpoint (.pt) or ONNX export of any method")
+    p = argparse.ArgumentParser(prog="simple-keypoint evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
+    add_weights_option(p)
     p.add_argument("--data", nargs="+", action="extend", default=None,
-                   help="dataset folder(s) with images/ and labels/ (repeatable); default data/test")
-    p.add_argument("--conf", type=float, default=None, help="threshold for Pd/false alarms (default: the checkpoint's)")
+                   help="dataset folder(s) with images/ and labels/ (repeatable; default: data/test, from the current "
+                        "folder or else the checkout)")
+    p.add_argument("--conf", type=FRACTION, default=None, help="threshold for Pd/false alarms, 0 to 1 (default: the checkpoint's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: onnxruntime on a CPU when installed (a .pt is exported once and cached), else PyTorch")
@@ -168,13 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-image", type=Path, help="write a per-image CSV here (one file per dataset, suffixed)")
     args = p.parse_args(argv)
     try:
-        model = load_model(args.weights, device=args.device, backend=args.backend)
-    except CheckpointError as e:
+        folders = args.data or [default_path("data/test", "data folder")]
+        model = load_model(resolve_weights(args.weights), device=args.device, backend=args.backend)
+    except (CheckpointError, DefaultPathError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     conf = model.conf if args.conf is None else args.conf
     tables, failed = {}, False
-    for folder in args.data or ["data/test"]:
+    for folder in folders:
+        if not Path(folder).exists():  # not "no images/ folder": the folder itself is not there
+            print(f"error: {folder}: no such folder", file=sys.stderr)
+            failed = True
+            continue
         try:
             samples, report = load_dataset(folder, max_targets=model.spec.max_targets, min_targets=model.spec.min_targets)
         except DatasetError as e:
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         results = predict_all(model, samples, progress=True)
         tables[str(folder)] = score(results, conf)
         if args.per_image:
-            path = args.per_image if len(args.data or [0]) == 1 else args.per_image.with_name(
+            path = args.per_image if len(folders) == 1 else args.per_image.with_name(
                 f"{args.per_image.stem}_{Path(folder).name}{args.per_image.suffix}")
             write_per_image_csv(path, results, conf)
     print(f"{model.method} model {args.weights}, threshold {conf:.3f}, match radius 3 px (Pd@1/2px: radius 1/2 px)")

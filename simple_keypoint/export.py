@@ -1,7 +1,8 @@
 """Export a checkpoint of any registered method to ONNX, for onnxruntime or any other ONNX runtime.
 
-    python -m simple_keypoint.export --weights weights/heatmap.pt --out heatmap.onnx
-    python detect.py --weights heatmap.onnx            # runs it through onnxruntime
+    simple-keypoint export --weights heatmap_n              # the shipped fast model -> heatmap_n.onnx here
+    simple-keypoint export --weights runs/heatmap/weights/best.pt --out best.onnx
+    simple-keypoint detect --weights best.onnx              # runs it through onnxruntime
 
 The graph holds the network only; pre- and post-processing stay in Python and are the same for
 both backends (``simple_keypoint.predict.OnnxLocalizer``). Input ``image``: (B, 1, H, W) float32,
@@ -45,6 +46,8 @@ from simple_keypoint.checkpoint import VERSION_KEY, CheckpointError, load_checkp
 from simple_keypoint.labels import atomic_write
 from simple_keypoint.methods import decode_settings, get_method, net_from_checkpoint
 from simple_keypoint.onnx_session import onnx_session
+from simple_keypoint.options import add_weights_option
+from simple_keypoint.paths import DEFAULT_WEIGHTS, SHIPPED_NAMES, DefaultPathError, resolve_weights
 
 DEFAULT_OPSET = 17
 METADATA_PREFIX = "simple_keypoint_"
@@ -128,13 +131,22 @@ def _first_line(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simple_keypoint.export", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="simple-keypoint export", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="a checkpoint (.pt) of any method")
-    p.add_argument("--out", default=None, help="the .onnx file to write (default: the weights' name with .onnx)")
+    add_weights_option(p, help_text=f"a shipped model ({', '.join(SHIPPED_NAMES)}) or a checkpoint (.pt) of any method "
+                                    f"(default: {DEFAULT_WEIGHTS})")
+    p.add_argument("--out", default=None,
+                   help="the .onnx file to write (default: beside the .pt with .onnx; for a shipped model, NAME.onnx "
+                        "in the current folder)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset, >= 17 (default: %(default)s)")
     args = p.parse_args(argv)
 
+    try:
+        weights = resolve_weights(args.weights)
+    except DefaultPathError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # From the name as given: a shipped name's file lives inside the installed package, not a place to write.
     out = Path(args.out) if args.out else Path(args.weights).with_suffix(".onnx")
     if out.suffix.lower() != ".onnx":
         print(f"error: --out {out} must end in .onnx", file=sys.stderr)
@@ -142,16 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.opset < 17:
         print(f"error: --opset {args.opset}: 17 or newer needed", file=sys.stderr)
         return 2
-    if Path(args.weights).suffix.lower() == ".onnx":
+    if weights.suffix.lower() == ".onnx":
         print(f"error: --weights {args.weights} is already an ONNX file; give the .pt checkpoint it came from", file=sys.stderr)
         return 2
-    if out.resolve() == Path(args.weights).resolve():
+    if out.resolve() == weights.resolve():
         print(f"error: --out {out} would overwrite the weights", file=sys.stderr)
         return 2
     try:
-        data = read_checkpoint_bytes(args.weights)
-        checkpoint = load_checkpoint(args.weights, data=data)
-        worst = export_onnx(checkpoint, out, args.opset, path=args.weights, source_sha256=hashlib.sha256(data).hexdigest())
+        data = read_checkpoint_bytes(weights)
+        checkpoint = load_checkpoint(weights, data=data)
+        worst = export_onnx(checkpoint, out, args.opset, path=weights, source_sha256=hashlib.sha256(data).hexdigest())
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

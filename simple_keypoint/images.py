@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from simple_keypoint.quiet import native_stderr_filtered, opencv_silent
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # Larger images are refused rather than risk exhausting memory (OpenCV's own limit is 2^30).
 MAX_PIXELS = 100_000_000
@@ -41,15 +43,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(path, f"cannot read: {e.strerror or e}") from None
     if data.size == 0:
         raise ImageError(path, "empty file (0 bytes)")
-    # A bad file is reported once, below; OpenCV's own WARN/ERROR lines would only repeat it.
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    # A bad file is reported once, below; OpenCV's and libpng's own lines would only repeat it.
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        with opencv_silent(), native_stderr_filtered():
+            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error:  # some malformed headers raise instead of returning None
         image = None
-    finally:
-        cv2.utils.logging.setLogLevel(level)
     if image is None or image.size == 0:
         raise ImageError(path, "not a readable image (corrupt, truncated or not an image)")
     if image.shape[0] * image.shape[1] > MAX_PIXELS:

@@ -35,12 +35,42 @@ def shipped_weights_candidates(name: str) -> list[Path]:
 
 
 def shipped_weights(name: str) -> Path:
-    """The shipped weights of a method (``"heatmap"``, ``"regression"``). Raises DefaultPathError."""
+    """The shipped weights of one of SHIPPED_NAMES (``"heatmap"``, ``"heatmap_n"``, ``"regression"``). Raises DefaultPathError."""
     candidates = shipped_weights_candidates(name)
     for path in candidates:
         if path.is_file():
             return path
     raise DefaultPathError(f"no shipped {name} weights: looked for {' and '.join(map(str, candidates))}")
+
+
+# The models that come with the package, by the name --weights (and shipped_weights) accepts.
+SHIPPED_NAMES = ("heatmap", "heatmap_n", "regression")
+DEFAULT_WEIGHTS = "heatmap"
+WEIGHTS_HELP = (f"a shipped model ({', '.join(SHIPPED_NAMES)}), a checkpoint (.pt) of any method or an exported "
+                f".onnx file (default: {DEFAULT_WEIGHTS})")
+SAMPLE_IMAGE = PACKAGE_DIR / "samples" / "Misc_8.png"  # one SIRST test frame, shipped so examples run anywhere
+
+
+def resolve_weights(weights: str | os.PathLike | None = None) -> Path:
+    """What a ``--weights`` option names: an existing file as it is, else a shipped model's name
+    (``heatmap``, ``heatmap_n``, ``regression``); ``None`` is the default model. One rule for every
+    command, so a name works wherever a path does. Raises DefaultPathError naming the choices."""
+    spec = DEFAULT_WEIGHTS if weights is None else weights
+    path = Path(spec)
+    if path.is_file():  # a file of that name in the current folder wins over the shipped one
+        return path
+    if str(spec) in SHIPPED_NAMES:
+        return shipped_weights(str(spec))
+    if path.exists():
+        raise DefaultPathError(f"{spec}: is a folder, not a checkpoint (.pt) or .onnx file")
+    if path.suffix or len(path.parts) > 1:  # written as a path, not meant as a name
+        raise DefaultPathError(f"{spec}: no such checkpoint file")
+    raise DefaultPathError(f"{spec}: no such file, nor a shipped model name ({', '.join(SHIPPED_NAMES)})")
+
+
+def sample_image() -> Path:
+    """A shipped infrared frame (SIRST test ``Misc_8.png``, one target) for examples and smoke tests."""
+    return SAMPLE_IMAGE
 
 
 def default_path(relative: str | os.PathLike, what: str = "folder") -> Path:

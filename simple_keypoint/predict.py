@@ -191,7 +191,7 @@ class OnnxLocalizer(Localizer):
         meta = self.session.get_modelmeta().custom_metadata_map
         if "simple_keypoint_method" not in meta:
             raise CheckpointError(f"{path}: not a simple_keypoint ONNX export (no method metadata; "
-                                  "export with python -m simple_keypoint.export)")
+                                  "export with simple-keypoint export)")
         method = get_method(meta["simple_keypoint_method"], path)
         decode = decode_settings(json.loads(meta.get("simple_keypoint_decode", "{}")), path)
         super().__init__(method, None, device="cpu", **decode.as_dict())

@@ -7,16 +7,21 @@ A run goes to ``--out`` (default ``--project/--name``, i.e. ``runs/<method>``), 
 ``train.log`` (what training printed, appended on ``--resume``), ``losses.csv``/``.png`` and
 ``weights/best.pt``, ``weights/last.pt``. A bare ``--resume`` continues the latest run's
 ``last.pt`` (:func:`simple_keypoint.paths.latest_run`).
+
+A failed run leaves nothing behind: a training run that stops before its first checkpoint removes
+its folder again (:func:`discarded_on_failure`), and detect removes the output folders it made if
+nothing went into them (:func:`make_folders`, :func:`remove_empty`), so failures use up no numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -112,5 +117,62 @@ def logged(out: Path) -> Iterator[None]:
             sys.stdout = terminal
 
 
-__all__ = ["LATEST", "DefaultPathError", "add_options", "folder_of_checkpoint", "logged", "new_run_folder",
-           "resume_checkpoint", "run_base", "write_settings"]
+def make_folders(folders: Sequence[Path]) -> list[Path]:
+    """Create ``folders`` and their missing parents; the ones created, to give to :func:`remove_empty`
+    when the run ends. On failure what was made is removed again and the OSError raised."""
+    created: list[Path] = []
+    try:
+        for folder in folders:
+            for level in reversed([folder, *folder.parents]):
+                if not level.is_dir():
+                    level.mkdir()  # a file in the way, no permission: OSError
+                    created.append(level)
+    except OSError:
+        remove_empty(created)
+        raise
+    return created
+
+
+def remove_empty(created: Sequence[Path]) -> None:
+    """Remove those of :func:`make_folders`' folders that are still empty, so a run that wrote nothing
+    (every input failed, Ctrl+C before the first result) leaves no numbered folder behind."""
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):  # not empty: the run's results are in it
+            folder.rmdir()
+
+
+def run_has_checkpoint(out: Path) -> bool:
+    """Whether a training run folder holds any checkpoint (``weights/*.pt``): the mark of a run that started."""
+    return any((out / "weights").glob("*.pt"))
+
+
+_CREATED: dict[Path, list[Path]] = {}  # run folder -> the folders create_run_folder made for it
+
+
+def create_run_folder(out: Path) -> None:
+    """Make ``out/weights`` (and whatever above it is missing), remembered for :func:`discarded_on_failure`.
+    Raises OSError."""
+    _CREATED[Path(out)] = make_folders([Path(out) / "weights"])
+
+
+@contextmanager
+def discarded_on_failure(out: Path) -> Iterator[None]:
+    """A new training run's folder: if the block fails before the first checkpoint is saved (bad data,
+    Ctrl+C in the first epoch), the log and settings written so far go (the error was printed) and so
+    do the folders :func:`create_run_folder` made, if empty, so failed runs never take up numbers and
+    a folder the user made stays. A folder holding a checkpoint is kept whole."""
+    try:
+        yield
+    except BaseException:
+        if not run_has_checkpoint(out):
+            for name in (LOG_FILE, SETTINGS_FILE, "losses.csv", "losses.png"):
+                (out / name).unlink(missing_ok=True)
+            remove_empty(_CREATED.get(Path(out), []))  # something else in them: not this run's to remove
+        raise
+    finally:
+        _CREATED.pop(Path(out), None)
+
+
+__all__ = ["LATEST", "DefaultPathError", "add_options", "create_run_folder", "discarded_on_failure", "folder_of_checkpoint",
+           "logged", "make_folders", "new_run_folder", "remove_empty", "resume_checkpoint", "run_base", "run_has_checkpoint",
+           "write_settings"]

@@ -1,9 +1,9 @@
 """A checkpoint's default threshold, picked again on its own validation split, and optionally stored.
 
-    python -m simple_keypoint.threshold weights/heatmap.pt                 # print it (and the stored one)
-    python -m simple_keypoint.threshold weights/heatmap.pt --write         # store it in the checkpoint
-    python -m simple_keypoint.threshold runs/x/weights/best.pt --max-false-per-image 0.2 --write
-    python -m simple_keypoint.threshold runs/x/weights/best.pt --max-false-per-mpx 1 --write
+    simple-keypoint threshold heatmap                                   # print it (and the stored one)
+    simple-keypoint threshold runs/x/weights/best.pt --write            # store it in the checkpoint
+    simple-keypoint threshold runs/x/weights/best.pt --max-false-per-image 0.2 --write
+    simple-keypoint threshold runs/x/weights/best.pt --max-false-per-mpx 1 --write
 
 Training picks the threshold this way after every epoch (``evaluate.pick_threshold`` on the split
 carved from its ``--data`` with its ``--val-fraction`` and ``--seed``); this redoes it for a
@@ -17,12 +17,13 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from simple_keypoint.dataset import DatasetError
 from simple_keypoint.evaluate import FALSE_ALARMS_PER_IMAGE, pick_threshold, predict_all, score
+from simple_keypoint.options import HelpFormatter, number
+from simple_keypoint.paths import SHIPPED_NAMES, DefaultPathError, resolve_weights
 from simple_keypoint.predict import localizer_from_checkpoint
 from simple_keypoint.training import validation_samples
 
@@ -53,20 +54,22 @@ def repick_threshold(checkpoint: dict[str, Any], max_false_per_image: float = FA
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simple_keypoint.threshold", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", type=Path, help="a checkpoint of a method that picks a threshold (best.pt or a shipped one)")
-    p.add_argument("--max-false-per-image", type=float, default=FALSE_ALARMS_PER_IMAGE,
+    p = argparse.ArgumentParser(prog="simple-keypoint threshold", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint (.pt) of a method that picks a threshold, e.g. a run's best.pt, or a "
+                                      f"shipped model's name ({', '.join(n for n in SHIPPED_NAMES if n != 'regression')})")
+    p.add_argument("--max-false-per-image", type=number(float, 0.0), default=FALSE_ALARMS_PER_IMAGE,
                    help="false-alarm budget per validation image")
-    p.add_argument("--max-false-per-mpx", type=float, default=None,
+    p.add_argument("--max-false-per-mpx", type=number(float, 0.0), default=None,
                    help="false-alarm budget per megapixel of validation instead (holds for frames of any size)")
     p.add_argument("--data", default=None, help="the folder it was trained on (default: the one in its settings)")
     p.add_argument("--write", action="store_true", help="store the threshold in the checkpoint (atomically)")
     args = p.parse_args(argv)
     try:
+        args.checkpoint = resolve_weights(args.checkpoint)
         checkpoint = load_checkpoint(args.checkpoint)
         picked = repick_threshold(checkpoint, args.max_false_per_image, args.data, args.checkpoint, args.max_false_per_mpx)
-    except (CheckpointError, DatasetError) as e:
+    except (CheckpointError, DatasetError, DefaultPathError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     budget = (f"{args.max_false_per_mpx} false alarms/MPx" if args.max_false_per_mpx is not None

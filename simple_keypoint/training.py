@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simple_keypoint import distributed, runs
+from simple_keypoint import distributed, options, runs
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from simple_keypoint.dataset import CropDataset, DatasetError, MixedCropDataset, Sample, cut_patches, load_clutter, load_dataset, split
 from simple_keypoint.evaluate import pick_threshold, predict_all, score
@@ -68,7 +68,8 @@ def command_line(run: Callable[[], object]) -> int:
     try:
         run()
     except TrainingInterrupted as e:
-        print(f"\n{e}")
+        # In the first epoch there is no last.pt, and the new run's folder was removed (runs.discarded_on_failure).
+        print(f"\n{e}" if e.last.is_file() else "\ninterrupted in the first epoch; nothing was kept")
         return 130
     except KeyboardInterrupt:  # before the first epoch: nothing was written
         print("\ninterrupted")
@@ -83,33 +84,36 @@ def command_line(run: Callable[[], object]) -> int:
 
 def make_parser(method: str, description: str, **defaults: Any) -> argparse.ArgumentParser:
     """The options every method's train.py has; ``defaults`` override the generic ones."""
-    p = argparse.ArgumentParser(prog=f"python -m simple_keypoint.{method}.train", description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=f"simple-keypoint train {method}", description=description,
+                                formatter_class=options.HelpFormatter)
+    positive, at_least_0, share = options.number(int, 1), options.number(int, 0), options.FRACTION
+    above_0 = options.number(float, 0.0, low_open=True)
     p.add_argument("--data", nargs="+", default=["data/train"], help="dataset folder(s), each with images/ and labels/")
-    p.add_argument("--data-share", type=float, nargs="+", default=None,
+    p.add_argument("--data-share", type=above_0, nargs="+", default=None,
                    help="each --data folder's share of the training crops (default: in proportion to its images)")
     p.add_argument("--val", default=None, help="validation folder (default: a split carved from --data)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of --data used for validation when --val is not given")
-    p.add_argument("--epochs", type=int, default=60, help="passes over the training crops")
-    p.add_argument("--batch-size", type=int, default=16,
+    p.add_argument("--val-fraction", type=share, default=0.1, help="share of --data used for validation when --val is not given")
+    p.add_argument("--epochs", type=positive, default=60, help="passes over the training crops")
+    p.add_argument("--batch-size", type=positive, default=16,
                    help="crops per optimisation step, in all: torchrun's processes split it (a multiple of their number)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine decay)")
-    p.add_argument("--crop", type=int, default=128, help="training input size: random square crops at native resolution")
-    p.add_argument("--target-fraction", type=float, default=0.8,
+    p.add_argument("--lr", type=above_0, default=2e-3, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--crop", type=options.number(int, 16), default=128,
+                   help="training input size: random square crops at native resolution")
+    p.add_argument("--target-fraction", type=share, default=0.8,
                    help="share of crops placed around a labelled point (the rest: anywhere, mostly background)")
-    p.add_argument("--repeats", type=int, default=4, help="crops per training image per epoch (see --crops-per-epoch)")
-    p.add_argument("--crops-per-epoch", type=int, default=0, help="training crops per epoch (0: --repeats x training images)")
-    p.add_argument("--max-false-per-mpx", type=float, default=None,
+    p.add_argument("--repeats", type=positive, default=4, help="crops per training image per epoch (see --crops-per-epoch)")
+    p.add_argument("--crops-per-epoch", type=at_least_0, default=0, help="training crops per epoch (0: --repeats x training images)")
+    p.add_argument("--max-false-per-mpx", type=options.number(float, 0.0), default=None,
                    help="the threshold's false-alarm budget per megapixel of validation (default: per image, see evaluate)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, the crops and the validation split")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=at_least_0, default=0,
                    help="data-loading processes (0: in the training process; on a CPU a worker competes with the "
                         "net's threads, see docs/speed.md)")
-    p.add_argument("--val-every", type=int, default=5,
+    p.add_argument("--val-every", type=positive, default=5,
                    help="validate (and mine false alarms) every N epochs and in each of the last N; best.pt is "
                         "the best validated epoch")
-    p.add_argument("--ema", type=float, default=0.0,
+    p.add_argument("--ema", type=share, default=0.0,
                    help="decay of an exponential moving average of the weights, validated and saved instead of "
                         "the raw weights (e.g. 0.998; 0: off)")
     runs.add_options(p, method)
@@ -383,6 +387,8 @@ def train(args: argparse.Namespace, method: str | Method, model_args: dict[str, 
         with contextlib.ExitStack() as stack:
             args, model_args, resume, out = _run_folder(args, method, model_args, context)
             if context.is_main:
+                if resume is None:  # a run that fails before its first checkpoint leaves no folder behind
+                    stack.enter_context(runs.discarded_on_failure(out))
                 stack.enter_context(runs.logged(out))
             else:  # only rank 0 reports
                 args.quiet = True
@@ -414,7 +420,7 @@ def _run_folder(args: argparse.Namespace, method: Method, model_args: dict[str, 
         def make() -> Path:
             out = runs.new_run_folder(args, method.name)
             try:
-                (out / "weights").mkdir(parents=True, exist_ok=True)
+                runs.create_run_folder(out)  # removed again if the run fails before its first checkpoint
             except OSError as e:
                 raise TrainingError(f"cannot create run folder {out}: {e.strerror or e}") from None
             return out
@@ -433,6 +439,13 @@ def _run_folder(args: argparse.Namespace, method: Method, model_args: dict[str, 
         resume = load_checkpoint(path, method.name)
     except CheckpointError as e:
         raise TrainingError(str(e)) from None
+    if "train_args" not in resume or "optimizer" not in resume:
+        raise TrainingError(f"--resume: {path}: not a resumable checkpoint (a run's weights/last.pt is)")
+    epochs = resume["train_args"].get("epochs", 0)
+    if resume.get("epoch", 0) >= epochs:  # said at once, before any data is read
+        best = runs.folder_of_checkpoint(path) / "weights" / "best.pt"
+        raise TrainingError(f"--resume: {path} is a finished run (epoch {resume.get('epoch')} of {epochs}); nothing to "
+                            f"resume. Its weights: {best}; to train again, leave out --resume")
     # Continue the same run: its settings, except where and how to run and plot.
     kept = {k: getattr(args, k) for k in ("device", "visdom", "visdom_server", "visdom_port", "quiet", "workers", "amp")}
     out = runs.folder_of_checkpoint(path)

@@ -56,6 +56,26 @@ def run_python(*args: str | os.PathLike, timeout: float = 300, cwd: str | os.Pat
                           text=True, timeout=timeout)
 
 
+def installed_command() -> Path:
+    """``simple-keypoint`` of this interpreter's environment; required in CI, else a skip that says why."""
+    command = Path(sys.executable).parent / "simple-keypoint"
+    if not command.is_file():
+        message = f"{command} is missing: the package is not installed here (pip install . does it)"
+        if os.environ.get("SIMPLE_KEYPOINT_REQUIRE_INSTALLED"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return command
+
+
+def run_outside(cwd: str | os.PathLike, *args: str | os.PathLike, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run in ``cwd`` with nothing of the checkout on the path: only what pip installed (the suite's
+    ONNX cache folder is kept, so exports go there and not to the user's cache)."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "PYTHONPATH" and (not k.startswith("SIMPLE_KEYPOINT_") or k == ONNX_CACHE_ENV)}
+    env.setdefault("MPLBACKEND", "Agg")
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,14 +3,13 @@ as .ci/run does) works from another folder: the command, the shipped weights, th
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import installed_command, run_outside
 
 import simple_keypoint
 
@@ -41,23 +40,6 @@ def test_metadata() -> None:
     assert project["scripts"] == {"simple-keypoint": "simple_keypoint.cli:main"}
     assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "simple_keypoint.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", simple_keypoint.__version__)
-
-
-def installed_command() -> Path:
-    """``simple-keypoint`` of this interpreter's environment; required in CI, else a skip that says why."""
-    command = Path(sys.executable).parent / "simple-keypoint"
-    if not command.is_file():
-        message = f"{command} is missing: the package is not installed here (pip install . does it)"
-        if os.environ.get("SIMPLE_KEYPOINT_REQUIRE_INSTALLED"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return command
-
-
-def run_outside(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    """Run in ``tmp_path`` with nothing of the checkout on the path: only what pip installed."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("SIMPLE_KEYPOINT_")}
-    return subprocess.run([str(a) for a in args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_installed_package_works_from_another_folder(tmp_path: Path) -> None:

@@ -70,9 +70,10 @@ def test_bare_resume_continues_the_latest_run(tiny_dataset: Path, tmp_path: Path
     assert "epoch 2/2" in result.stdout and not (tmp_path / "runs" / "heatmap3").exists()
     assert load_checkpoint(last)["epoch"] == 2
     assert "resuming" in (tmp_path / "runs" / "heatmap" / "train.log").read_text()
-    # --resume PATH still works, and nothing to resume is one clear line.
+    # --resume PATH of the now finished run says so at once (no data read), and nothing to resume is one clear line.
     explicit = run_python("-m", "simple_keypoint.heatmap.train", "--resume", str(last), "--quiet", cwd=tmp_path)
-    assert explicit.returncode == 0 and f"resuming {last} after epoch 2 of 2" in explicit.stdout
+    assert explicit.returncode == 1 and explicit.stdout == "", explicit.stdout
+    assert explicit.stderr.startswith(f"error: --resume: {last} is a finished run (epoch 2 of 2); nothing to resume")
     empty = tmp_path / "nothing_here"
     empty.mkdir()
     none = run_python("-m", "simple_keypoint.heatmap.train", "--resume", "--quiet", cwd=empty)
