@@ -90,6 +90,8 @@ def scan(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], ScanReport]:
     """Pair ``images/*`` with ``labels/<stem>.txt``; returns the pairs and a report of the rest."""
     root = Path(root)
     image_dir, label_dir = root / "images", root / "labels"
+    if not root.exists():
+        raise DatasetError(f"{root}: does not exist")
     if not image_dir.is_dir():
         raise DatasetError(f"{root}: no images/ folder (expected {image_dir})")
     report = ScanReport(root)
@@ -360,6 +362,8 @@ def load_clutter(root: str | os.PathLike, margin: int = 8, progress: bool = True
     import json
 
     root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: does not exist")
     if not (root / "images").is_dir():
         raise DatasetError(f"{root}: no images/ folder (expected {root / 'images'})")
     boxes: dict[str, list] = {}

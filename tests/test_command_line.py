@@ -84,6 +84,16 @@ def test_every_weights_option_takes_the_shipped_names(tmp_path: Path) -> None:
     assert result.returncode == 1 and result.stderr == BAD_NAME
 
 
+def test_teacher_takes_a_shipped_name() -> None:
+    from simple_keypoint.heatmap.train import load_teacher
+    from simple_keypoint.training import TrainingError
+
+    teacher = load_teacher("heatmap_n")
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with pytest.raises(TrainingError, match="^heatmap_x: no such file, nor a shipped model name"):
+        load_teacher("heatmap_x")
+
+
 def test_weights_help_lists_the_names(tmp_path: Path) -> None:
     """Every command taking weights says which names it knows (one process: the installed package's parsers)."""
     script = ("import contextlib, io, sys\nfrom simple_keypoint import cli\n"
@@ -165,7 +175,7 @@ def test_a_training_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_
     corrupt_png(tmp_path / "bad" / "images" / "a.png")
     (tmp_path / "bad" / "labels").mkdir()
     (tmp_path / "bad" / "labels" / "a.txt").write_text("1\n0.5 0.5\n")
-    for data, message in (("nowhere", "error: nowhere: no images/ folder"), ("bad", "error: no usable training images in bad")):
+    for data, message in (("nowhere", "error: nowhere: does not exist"), ("bad", "error: no usable training images in bad")):
         result = run_outside(tmp_path, command, "train", "heatmap", "--data", data, *TINY_TRAIN_ARGS)
         assert result.returncode == 1 and result.stderr.startswith(message), result.stderr
         assert "run folder runs/heatmap" in result.stdout  # it had started: the folder was made, then removed

@@ -143,8 +143,10 @@ def test_empty_missing_and_non_ascii_folders(tmp_path: Path, method: str) -> Non
     (empty / "images").mkdir(parents=True)
     cases = {
         empty: f"error: no usable training images in {empty}",
-        tmp_path / "nowhere": f"error: {tmp_path / 'nowhere'}: no images/ folder (expected {tmp_path / 'nowhere' / 'images'})",
+        tmp_path / "nowhere": f"error: {tmp_path / 'nowhere'}: does not exist",
+        tmp_path / "flat": f"error: {tmp_path / 'flat'}: no images/ folder (expected {tmp_path / 'flat' / 'images'})",
     }
+    (tmp_path / "flat").mkdir()
     for folder, message in cases.items():
         run = run_train(method, "--data", str(folder), "--epochs", "1", "--out", str(tmp_path / "run"))
         assert run.returncode == 1 and run.stderr.strip().splitlines()[-1] == message, run.stderr

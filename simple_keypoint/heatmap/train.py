@@ -20,19 +20,21 @@ from simple_keypoint.heatmap.loss import LOSSES, heatmap_loss  # noqa: E402
 from simple_keypoint.heatmap.method import HEATMAP  # noqa: E402
 from simple_keypoint.heatmap.target import gaussian_heatmaps  # noqa: E402
 from simple_keypoint.methods import net_from_checkpoint  # noqa: E402
+from simple_keypoint.paths import DefaultPathError, resolve_weights  # noqa: E402
 
 __all__ = ["DEFAULTS", "heatmap_loss", "main"]
 
 # Chosen on a validation split carved from data/train (docs/history.md, "Ablation"); the shipped
 # model's data, schedule and threshold budget are flags on top of these (docs/decisions.md).
-DEFAULTS = dict(epochs=60, batch_size=8, lr=2e-3, crop=192, target_fraction=0.5, repeats=4, ema=0.998)
+DEFAULTS = dict(epochs=60, batch_size=8, lr=2e-3, crop=128, target_fraction=0.5, repeats=4, ema=0.998)
 
 
 def load_teacher(path: str) -> torch.nn.Module:
     """A heatmap checkpoint's net, frozen, for distillation. Raises TrainingError."""
     try:
+        path = str(resolve_weights(path))
         _, net = net_from_checkpoint(load_checkpoint(path, HEATMAP.name), path)
-    except CheckpointError as e:
+    except (CheckpointError, DefaultPathError) as e:
         raise training.TrainingError(str(e)) from None
     for p in net.parameters():
         p.requires_grad_(False)
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", choices=LOSSES, default="wmse")
     parser.add_argument("--pos-weight", type=float, default=30.0, help="wmse: extra weight of the Gaussian area")
     parser.add_argument("--teacher", default=None,
-                        help="a trained heatmap checkpoint whose heatmaps the net also learns to match (distillation)")
+                        help="a trained heatmap checkpoint (a .pt, or a shipped name: heatmap, heatmap_n) whose heatmaps the net "
+                             "also learns to match (distillation)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the teacher's term in the loss")
     training.add_clutter_options(parser)
     backbone.add_options(parser)
