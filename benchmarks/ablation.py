@@ -1,7 +1,7 @@
-"""Score heatmap training runs on a validation split (never on test), one row per run.
+"""Score training runs on a validation split (never on test), one row per run.
 
-Each run is a checkpoint written by ``python -m simple_keypoint.heatmap.train`` with one setting
-changed; the table shows what it stores beside its validation figures:
+Each run is a checkpoint written by ``python -m simple_keypoint.heatmap.train`` (or a regression
+run, or a shipped model) with one setting changed; the table shows what it stores beside its validation figures:
 
     python -m simple_keypoint.heatmap.train --project runs --name nopaste --paste 0      # ... one run per row
     python -m benchmarks.ablation runs/full/weights/best.pt runs/nopaste/weights/best.pt --same-split --markdown
@@ -37,7 +37,7 @@ SETTINGS = ("data_share", "crop", "epochs", "shape_target", "composite", "paste"
 def last_epochs(best: Path, count: int = 5) -> str:
     """Pooled validation AP@3px of the run's last ``count`` validated epochs, mean +- sd."""
     try:
-        history = load_checkpoint(best.with_name("last.pt"), "heatmap")["history"]
+        history = load_checkpoint(best.with_name("last.pt"))["history"]
     except CheckpointError:
         return "-"
     ap = np.array([h["val_AP@3px"] for h in history if h.get("validated", True)][-count:])
@@ -54,7 +54,8 @@ def scored(name: str, checkpoint: dict, path: Path, val: list[Sample], budget: f
            relative: bool = True) -> tuple[list[str], list[str]]:
     """(header, cells) of one run on ``val``; ``relative=False``: plain scores (no clutter level)."""
     model = localizer_from_checkpoint(checkpoint, "cpu", path)
-    model.relative = relative
+    if not relative:
+        model.relative = False
     results = predict_all(model, val)
     conf = pick_threshold(results, max_false_per_mpx=budget)
     sources = sorted({s.source for s in val})
@@ -77,7 +78,7 @@ def scored(name: str, checkpoint: dict, path: Path, val: list[Sample], budget: f
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", type=Path, help="best.pt of each heatmap run")
+    p.add_argument("checkpoints", nargs="+", type=Path, help="best.pt of each run (one method per table)")
     p.add_argument("--same-split", action="store_true", help="score every run on the first run's validation images")
     p.add_argument("--max-false-per-mpx", type=float, default=1.0, help="pooled false-alarm budget of the threshold")
     p.add_argument("--plain", action="store_true",
@@ -88,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     rows, header, failures, shared = [], None, [], None
     for path in args.checkpoints:
         try:
-            checkpoint = load_checkpoint(path, "heatmap")
-            if shared is None or not args.same_split:
-                val = validation_samples(checkpoint["train_args"])
-                shared = val
+            checkpoint = load_checkpoint(path)
+            if shared is None or not args.same_split:  # only the images the method can use (regression: one target)
+                method = localizer_from_checkpoint(checkpoint, "cpu", path).spec
+                shared = validation_samples(checkpoint["train_args"], method=method)
             run = path.parent.parent.name  # runs/<run>/weights/best.pt; any other file by its own name
             name = run if path.parent.name == "weights" and run else path.stem
             header, cells = scored(name, checkpoint, path, shared, args.max_false_per_mpx)
