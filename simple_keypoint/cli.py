@@ -16,6 +16,7 @@ from simple_keypoint import __version__
 # subcommand -> (module, one-line help); every module has main(argv) -> exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("simple_keypoint.detect", "run a model on images, folders, globs, videos, a webcam or a stream"),
+    "track": ("simple_keypoint.track", "track points over time in a video, stream, webcam or folder of frames"),
     "train": ("", "train a model: simple-keypoint train {heatmap,regression} [options]"),
     "evaluate": ("simple_keypoint.evaluate", "score a model on labelled folders (Pd, false alarms, AP)"),
     "export": ("simple_keypoint.export", "export a checkpoint to ONNX"),

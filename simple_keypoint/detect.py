@@ -44,6 +44,7 @@ from simple_keypoint.options import FRACTION, add_weights_option
 from simple_keypoint.paths import DefaultPathError, default_path, increment_path, resolve_weights
 from simple_keypoint.quiet import opencv_silent, quiet_video_backend
 from simple_keypoint.runs import make_folders, remove_empty
+from simple_keypoint.tracking import TrackOptions, add_track_options, track_options
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
@@ -57,7 +58,8 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class Source:
-    """What ``--source`` names: ``kind`` is image, video, camera or url."""
+    """What ``--source`` names: ``kind`` is image, video, camera, url or frames (a folder or glob of
+    images read as one sequence, when tracking)."""
 
     kind: str
     location: str
@@ -70,6 +72,8 @@ class Source:
     def stem(self) -> str:
         if self.kind == "camera":
             return f"camera{self.location}"
+        if self.kind == "frames" and any(c in self.location for c in "*?["):
+            return Path(self.location).parent.name or "frames"
         if self.kind == "url":
             return "stream_" + re.sub(r"[^\w.-]+", "_", self.location.split("://", 1)[1]).strip("_")[:60]
         return Path(self.location).stem
@@ -176,6 +180,7 @@ class DetectOptions:
     retries: int = 3  # reconnection attempts for a URL that fails to open or drops
     retry_delay: float = 2.0  # seconds between them
     queue_size: int = 8  # frames in flight between reader, model and writer: bounds memory
+    track: TrackOptions | None = None  # track points over time in video-like sources (simple_keypoint.track)
 
 
 @dataclass
@@ -316,7 +321,10 @@ def read_sources(sources: list[Source], options: DetectOptions, out: queue.Queue
             started = time.perf_counter()
             try:
                 if source.is_video:
-                    for index, time_s, image in video_frames(source, options, stop, report.warnings, fps):
+                    read = video_frames
+                    if source.kind == "frames":
+                        from simple_keypoint.track import folder_frames as read  # that module imports this one
+                    for index, time_s, image in read(source, options, stop, report.warnings, fps):
                         report.busy["read"] += time.perf_counter() - started
                         if number in failed or not put(out, Frame(number, index, time_s, image, fps[0]), stop):
                             break
@@ -346,7 +354,14 @@ class SourceWriter:
         self.csv: IO[str] = open(self.csv_tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115  (closed in finish)
         self.csv.write("frame,time_s,u,v,score\n")
 
-    def add(self, result: Result, overlay: np.ndarray, fps: float) -> None:
+    def add(self, result: Result, overlay: np.ndarray, fps: float) -> np.ndarray:
+        self.write_video(overlay, fps)
+        frame = result.frame
+        rows = [f"{frame.index},{frame.time_s:.3f},{u:.3f},{v:.3f},{s:.4f}\n" for u, v, s in result.points]
+        self.csv.write("".join(rows) or f"{frame.index},{frame.time_s:.3f},,,\n")
+        return overlay
+
+    def write_video(self, overlay: np.ndarray, fps: float) -> None:
         if self.video is None:
             self.size = (overlay.shape[1], overlay.shape[0])
             self.video = cv2.VideoWriter(str(self.video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, self.size)
@@ -355,9 +370,6 @@ class SourceWriter:
         if (overlay.shape[1], overlay.shape[0]) != self.size:  # a stream that changed resolution
             overlay = cv2.resize(overlay, self.size, interpolation=cv2.INTER_AREA)
         self.video.write(overlay)
-        frame = result.frame
-        rows = [f"{frame.index},{frame.time_s:.3f},{u:.3f},{v:.3f},{s:.4f}\n" for u, v, s in result.points]
-        self.csv.write("".join(rows) or f"{frame.index},{frame.time_s:.3f},,,\n")
 
     def finish(self) -> list[Path]:
         """Close and move into place; the files written (none if no frame came)."""
@@ -382,6 +394,15 @@ def save_frame(out: Path, name: str, frame: Frame, points: np.ndarray, overlay: 
     if not ok:
         raise SourceError(f"{where}: cannot encode the overlay")
     atomic_write(out / "overlays" / f"{name}.jpg", jpg.tobytes())
+
+
+def new_writer(out: Path, name: str, options: DetectOptions) -> SourceWriter:
+    """The writer of one video-like source: points, or with ``options.track`` tracks (it draws their overlay)."""
+    if options.track is None:
+        return SourceWriter(out, name)
+    from simple_keypoint.track import TrackWriter  # that module imports this one
+
+    return TrackWriter(out, name, options.track, options.vid_stride, options.heat_alpha)
 
 
 def write_results(sources: list[Source], names: list[str], out: Path, options: DetectOptions, results: queue.Queue,
@@ -428,10 +449,11 @@ def write_results(sources: list[Source], names: list[str], out: Path, options: D
                     continue
                 overlay = None
                 if sources[number].is_video:
-                    overlay = draw_overlay(item.frame.image, item.points, item.heat, options.heat_alpha, item.dim)
+                    if options.track is None:
+                        overlay = draw_overlay(item.frame.image, item.points, item.heat, options.heat_alpha, item.dim)
                     if number not in writers:
-                        writers[number] = SourceWriter(out, names[number])
-                    writers[number].add(item, overlay, (item.frame.fps or FALLBACK_FPS) / options.vid_stride)
+                        writers[number] = new_writer(out, names[number], options)
+                    overlay = writers[number].add(item, overlay, (item.frame.fps or FALLBACK_FPS) / options.vid_stride)
                     with lock:
                         report.frames += 1
                         report.points += len(item.points)
@@ -460,6 +482,8 @@ def detect(model: Any, sources: list[Source], out: Path, options: DetectOptions 
     options = options or DetectOptions()
     conf = model.conf if options.conf is None else options.conf
     low = conf if options.dim_conf is None else min(options.dim_conf, conf)
+    if options.track is not None:  # tracks start at track.conf and continue down to track.keep_conf
+        conf, low = options.track.conf, options.track.detect_conf
     names = output_names(sources)
     report, failed = DetectReport(), {}
     frames_q: queue.Queue = queue.Queue(maxsize=options.queue_size)
@@ -507,8 +531,15 @@ def detect(model: Any, sources: list[Source], out: Path, options: DetectOptions 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="simple-keypoint detect", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    tracking = "--track" in argv
+    if tracking:
+        from simple_keypoint import track as doc_module
+    else:
+        doc_module = sys.modules[__name__]
+    doc = doc_module.__doc__ or ""
+    p = argparse.ArgumentParser(prog=f"simple-keypoint {'track' if tracking else 'detect'}", description=doc.split("\n\n")[0],
+                                epilog=doc.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_weights_option(p)
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="torch, onnx (onnxruntime, CPU), or auto: onnx on a CPU when onnxruntime is installed "
@@ -517,10 +548,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="image, folder, glob, video, webcam index (0) or rtsp/rtmp/http(s) URL "
                         f"(default: {DEFAULT_SOURCE}, from the current folder or else the checkout)")
     p.add_argument("--project", default="output", help="parent of the numbered run folders (default: %(default)s)")
-    p.add_argument("--name", default="detect", help="run folder name: PROJECT/NAME, NAME2, ... (default: %(default)s)")
+    p.add_argument("--name", default=None, help="run folder name: PROJECT/NAME, NAME2, ... (default: detect, or track)")
     p.add_argument("--exist-ok", action="store_true", help="reuse PROJECT/NAME instead of numbering a new folder")
     p.add_argument("--out", default=None, help="write to exactly this folder instead (default: PROJECT/NAME numbered)")
-    p.add_argument("--conf", type=FRACTION, default=None, help="score threshold, 0 to 1 (default: the one stored in the checkpoint)")
+    p.add_argument("--conf", type=FRACTION, default=None,
+                   help="score threshold, 0 to 1 (default: the one stored in the checkpoint; with --track, tracks start from "
+                        f"detections at or above it, default {TrackOptions.conf})")
     p.add_argument("--dim-conf", type=FRACTION, default=None,
                    help="also draw points scoring between this and --conf, dimmer and without a score; they are "
                         "not written to labels or CSV (default: off)")
@@ -537,7 +570,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--benchmark", action="store_true",
                    help="also print end-to-end frames/s and the time each stage (read, inference, write) was busy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--track", action="store_true",
+                   help="track points over time (video, stream, webcam, or a folder of frames in name order): "
+                        "the same as simple-keypoint track")
+    add_track_options(p)
     args = p.parse_args(argv)
+    args.name = args.name or ("track" if args.track else "detect")
+    try:
+        args.tracking = track_options(args, args.conf) if args.track else None
+    except ValueError as e:
+        p.error(str(e))
     for name, value, low in (("--vid-stride", args.vid_stride, 1), ("--max-points", args.max_points, 1),
                              ("--retries", args.retries, 0)):
         if value < low:
@@ -567,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
     if out.resolve() in source_dirs or any(d.is_relative_to(w) for d in source_dirs for w in written):
         print(f"error: output folder {out} would mix results with the input images; choose another --out", file=sys.stderr)
         return 2
+    if args.track and any(not s.is_video for s in sources):  # the images are the frames of one sequence
+        sources = [Source("frames", source), *(s for s in sources if s.is_video)]
 
     import torch  # here, not at the top: --help and argument errors need no torch
 
@@ -587,14 +631,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot create output folder {out}: {e.strerror or e}", file=sys.stderr)
         return 2
     options = DetectOptions(conf=args.conf, max_points=args.max_points, dim_conf=args.dim_conf, heat_alpha=args.heat_alpha,
-                            vid_stride=args.vid_stride, save_frames=args.save_frames, retries=args.retries)
+                            vid_stride=args.vid_stride, save_frames=args.save_frames, retries=args.retries, track=args.tracking)
     from tqdm import tqdm
 
     total = len(sources) if all(not s.is_video for s in sources) else None
     with tqdm(total=total, desc="detecting", unit="frame", disable=args.quiet) as bar:
         report = detect(model, sources, out, options, on_frame=bar.update)
     remove_empty(created)  # every source failed, or Ctrl+C came first: no empty numbered folder stays
-    conf = model.conf if args.conf is None else args.conf
+    conf = args.tracking.conf if args.track else model.conf if args.conf is None else args.conf
     wrote_any = report.frames or report.videos  # else the empty folders were removed, so none is named
     print(f"{report.frames} image(s) done, {report.points} point(s) found (threshold {conf:.2f}), "
           f"{len(report.failures)} failure(s), {report.inference_ms:.1f} ms per image; "
