@@ -28,6 +28,11 @@ from simple_keypoint.predict import load_model
 from simple_keypoint.tables import render_table
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_name(path: Path) -> str:
+    """``runs/<run>/weights/best.pt`` by its run's name, any other file by its own."""
+    return path.parent.parent.name if path.parent.name == "weights" and path.stem in ("best", "last") else path.name
 SEED = 7
 SIDE = 256
 REACH = 3.0  # px beyond the object's spots where a point still counts as on the object
@@ -86,7 +91,7 @@ def score_model(weights: str, cases: list[tuple[int, np.ndarray, np.ndarray, flo
                 errors.append(float(d[d <= reach][0]))
                 near += errors[-1] <= 3.0
         n = len(mine)
-        rows.append([Path(weights).name, str(kind), str(n), f"{one / n:.2f}", f"{many / n:.2f}",
+        rows.append([run_name(Path(weights)), str(kind), str(n), f"{one / n:.2f}", f"{many / n:.2f}",
                      f"{np.mean(errors):.2f}" if errors else "-", f"{near / n:.2f}"])
     return rows
 

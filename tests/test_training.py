@@ -212,3 +212,15 @@ def test_validation_every_n_epochs_and_best_among_validated(tiny_dataset, tmp_pa
     assert best["epoch"] in (2, 3, 4)
     assert best["decode"]["conf"] == pytest.approx(float(rows[best["epoch"] - 1]["conf"]))
     assert "epoch 1/4  loss" in result.stdout and "val AP" not in result.stdout.split("epoch 1/4")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("distill_on", ["heatmap", "logits"])
+def test_distillation_adds_the_teachers_term_to_the_training_loss(tiny_dataset, tmp_path, distill_on):
+    """Same seed and crops: the teacher's term (never negative) is added to the training loss."""
+    losses = {}
+    for name, extra in (("alone", ()), ("taught", ("--teacher", "heatmap_n", "--distill-on", distill_on, "--distill-weight", "0.5"))):
+        result = run_python("-m", "simple_keypoint.heatmap.train", "--data", tiny_dataset, "--out", tmp_path / name,
+                            *TINY_TRAIN_ARGS, "--size", "n", *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        losses[name] = read_csv(tmp_path / name / "losses.csv")[0]
+    assert float(losses["taught"]["train_loss"]) > float(losses["alone"]["train_loss"])

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a trained heatmap checkpoint (a .pt, or a shipped name: heatmap, heatmap_n) whose heatmaps the net "
                              "also learns to match (distillation)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the teacher's term in the loss")
+    parser.add_argument("--distill-on", choices=("heatmap", "logits"), default="heatmap",
+                        help="match the teacher's sigmoid heatmap with --loss, or its logits with plain MSE")
     training.add_clutter_options(parser)
     backbone.add_options(parser)
     args = parser.parse_args(argv)
@@ -67,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             loss = heatmap_loss(logits, target, args.loss, args.pos_weight)
             if teacher is not None and net.training:  # validation loss stays the labels' alone, comparable across runs
                 with torch.no_grad():
-                    soft = torch.sigmoid(teacher.to(images.device)(images))
-                loss = loss + args.distill_weight * heatmap_loss(logits, soft, args.loss, args.pos_weight)
+                    taught = teacher.to(images.device)(images)
+                if args.distill_on == "logits":
+                    loss = loss + args.distill_weight * torch.mean((logits - taught) ** 2)
+                else:
+                    loss = loss + args.distill_weight * heatmap_loss(logits, torch.sigmoid(taught), args.loss, args.pos_weight)
             return loss
 
         return training.train(args, HEATMAP, backbone.model_args(args), loss_fn)
