@@ -482,8 +482,10 @@ def detect(model: Any, sources: list[Source], out: Path, options: DetectOptions 
     options = options or DetectOptions()
     conf = model.conf if options.conf is None else options.conf
     low = conf if options.dim_conf is None else min(options.dim_conf, conf)
+    max_points = options.max_points
     if options.track is not None:  # tracks start at track.conf and continue down to track.keep_conf
         conf, low = options.track.conf, options.track.detect_conf
+        max_points = max(max_points, options.track.max_points)
     names = output_names(sources)
     report, failed = DetectReport(), {}
     frames_q: queue.Queue = queue.Queue(maxsize=options.queue_size)
@@ -503,7 +505,7 @@ def detect(model: Any, sources: list[Source], out: Path, options: DetectOptions 
                     continue
                 begun = time.perf_counter()
                 try:
-                    points, heat = model.predict_with_heatmap(item.image, conf=low, max_points=options.max_points)
+                    points, heat = model.predict_with_heatmap(item.image, conf=low, max_points=max_points)
                 except Exception as e:  # noqa: BLE001  (e.g. out of memory on one huge frame: that source fails)
                     where = f"{sources[item.source]}" + (f" frame {item.index}" if sources[item.source].is_video else "")
                     failed.setdefault(item.source, error_line(where, e))

@@ -174,7 +174,7 @@ class TrackWriter(SourceWriter):
         self.last_index = frame.index
         shift = self.shift(frame.image) if self.tracker.options.motion else (0.0, 0.0)
         points = np.vstack([result.points.reshape(-1, 3), result.dim.reshape(-1, 3)])
-        rows = self.tracker.update(points, shift, steps, frame=frame.index)
+        rows = self.tracker.update(points, shift, steps, frame=frame.index, size=frame.image.shape[1::-1])
         self.write_summaries(self.tracker.take_ended())
         overlay = draw_tracks(result, rows, self.heat_alpha) if overlay is None else overlay
         self.write_video(overlay, fps)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -42,6 +43,9 @@ from simple_keypoint.options import FRACTION, number
 # min_move is measured over at most this many recent frames, so that a small error of the camera
 # shift, summed over a long time, never makes still clutter look as if it moved.
 MOVE_WINDOW = 30
+MOTION_POINTS = 5  # detections the line is fitted to, at least (two clutter peaks a few px apart look like motion)
+MOTION_Z = 4.0  # how clearly a track's fitted speed must stand above its jitter to count as moving
+CHI2_GATE = 13.8  # squared Mahalanobis distance: 99.9 % of a 2-D Gaussian
 
 
 @dataclass
@@ -56,10 +60,12 @@ class TrackOptions:
     gate: float = 8.0  # px: the farthest a detection may be from a track's prediction
     min_move: float = 2.0  # px against the background before a track is confirmed (0: off)
     motion: bool = True  # follow the camera's shift (phase correlation)
+    border: float = 10.0  # px: no track starts or is confirmed this close to the frame's edge
     max_points: int = 50  # detections per frame handed to the tracker
     trail: int = 30  # positions kept per track for the overlay
     accel: float = 0.5  # px/frame^2: the filter's process noise (how sharply targets turn)
     noise: float = 0.7  # px: the filter's measurement noise (the detector's spread)
+    jitter: float = 1.0  # px: the least scatter assumed of a still point's detections (min_move's test)
 
     def __post_init__(self) -> None:
         if not 1 <= self.confirm_hits <= self.confirm_window:
@@ -108,7 +114,7 @@ class TrackSummary:
 
 class _Track:
     __slots__ = ("age", "birth", "confirmed_frame", "history", "hits", "last_hit", "missed", "path", "score_sum",
-                 "speed_n", "speed_sum", "track_id", "trail")
+                 "speed_n", "speed_sum", "sums", "track_id", "trail")
 
     def __init__(self, frame: int, origin: np.ndarray, score: float, trail: int):
         self.track_id = 0
@@ -116,10 +122,52 @@ class _Track:
         self.confirmed_frame = -1
         self.history = 1  # bit i: a detection i frames ago
         self.hits, self.missed, self.age = 1, 0, 0
-        # Recent positions in scene coordinates (image position minus the camera's offset), for min_move.
-        self.path: deque[np.ndarray] = deque([origin], maxlen=MOVE_WINDOW)
+        # Its recent detections (frame - birth, u, v in scene coordinates: image position minus the
+        # camera's offset) and their running sums (n, t, t^2, u, v, tu, tv, u^2 + v^2), for min_move.
+        self.path: deque[tuple[float, float, float]] = deque()
+        self.sums = [0.0] * 8
+        self.add_point(frame, origin)
         self.score_sum, self.speed_sum, self.speed_n = score, 0.0, 0
         self.trail: deque[tuple[float, float]] = deque(maxlen=trail)  # scene coordinates
+
+    def add_point(self, frame: int, point: np.ndarray) -> None:
+        """A detection's scene position, into the window ``moved`` looks at (running sums: O(1))."""
+        t = float(frame - self.birth)
+        u, v = float(point[0]), float(point[1])
+        self.path.append((t, u, v))
+        self.sums = [a + b for a, b in zip(self.sums, (1.0, t, t * t, u, v, t * u, t * v, u * u + v * v), strict=True)]
+        while self.path[0][0] <= t - MOVE_WINDOW:
+            t0, u0, v0 = self.path.popleft()
+            self.sums = [a - b for a, b in zip(self.sums, (1.0, t0, t0 * t0, u0, v0, t0 * u0, t0 * v0, u0 * u0 + v0 * v0),
+                                               strict=True)]
+
+    def moved(self, jitter: float) -> float:
+        """How far its detections moved in the scene over the last MOVE_WINDOW frames, by a straight
+        line fitted to them (speed x time span). 0 for fewer than MOTION_POINTS detections, and
+        unless the speed stands MOTION_Z standard errors clear of zero, the detections' scatter about
+        the line taken as at least ``jitter``."""
+        n, st, stt, su, sv, stu, stv, spp = self.sums
+        if n < MOTION_POINTS:
+            return 0.0
+        spread = stt - st * st / n
+        if spread <= 0:
+            return 0.0
+        slope_u, slope_v = (stu - st * su / n) / spread, (stv - st * sv / n) / spread
+        speed2 = slope_u * slope_u + slope_v * slope_v
+        rss = max(spp - (su * su + sv * sv) / n - speed2 * spread, 0.0)
+        sigma = max(jitter, math.sqrt(rss / (2 * (n - 2))))
+        speed = math.sqrt(speed2)
+        if speed * math.sqrt(spread) < MOTION_Z * sigma:
+            return 0.0
+        # Both halves must move the same way at a like speed: a track that hopped once between two
+        # clutter peaks fits a line too, but one of its halves stands still.
+        path = np.array(self.path)
+        for half in (path[: len(path) // 2 + 1], path[len(path) // 2:]):
+            t = half[:, 0] - half[:, 0].mean()
+            slope = t @ (half[:, 1:] - half[:, 1:].mean(axis=0)) / max(float(t @ t), 1e-9)
+            if float(slope @ (slope_u, slope_v)) < 0.5 * speed2:
+                return 0.0
+        return speed * (self.path[-1][0] - self.path[0][0])
 
     def summary(self) -> TrackSummary:
         return TrackSummary(self.track_id, self.birth, self.confirmed_frame, self.last_hit, self.hits,
@@ -175,21 +223,40 @@ class PointTracker:
         self.x[rows], self.P[rows] = x, P
 
     def _assign(self, tracks: np.ndarray, dets: np.ndarray, points: np.ndarray) -> list[tuple[int, int]]:
-        """Pairs (track row, detection row) within the gate, with the least total distance."""
+        """Pairs (track row, detection row) within the gate, with the least total Mahalanobis distance;
+        within ``gate`` px and within the filter's own uncertainty (CHI2_GATE), so a track whose motion
+        is known does not jump to a nearby clutter peak."""
         if not len(tracks) or not len(dets):
             return []
-        d = np.linalg.norm(self.x[tracks, None, :2] - points[None, dets, :2], axis=2)
-        gate = self.options.gate
-        r, c = linear_sum_assignment(np.where(d <= gate, d, gate * 1e3))
-        keep = d[r, c] <= gate
+        residual = points[None, dets, :2] - self.x[tracks, None, :2]  # (t, d, 2)
+        S = self.P[tracks, :2, :2] + np.eye(2) * self.options.noise ** 2
+        m2 = np.einsum("tdi,tij,tdj->td", residual, np.linalg.inv(S), residual)  # squared Mahalanobis distance
+        ok = (np.linalg.norm(residual, axis=2) <= self.options.gate) & (m2 <= CHI2_GATE)
+        r, c = linear_sum_assignment(np.where(ok, m2, 1e9))
+        keep = ok[r, c]
         return list(zip(tracks[r[keep]].tolist(), dets[c[keep]].tolist(), strict=True))
 
+    def settled(self, track: _Track) -> bool:
+        """A confirmed track that has stood still for MOVE_WINDOW frames (it slid from a target onto
+        still clutter, or the target stopped): checked every few frames."""
+        return (self.frame - track.confirmed_frame >= MOVE_WINDOW and (self.frame - track.confirmed_frame) % 5 == 0
+                and track.sums[0] >= MOVE_WINDOW / 2 and track.moved(self.options.jitter) < self.options.min_move)
+
+    def _inside(self, size: tuple[int, int] | None) -> Callable[[np.ndarray], bool]:
+        """Whether a point is ``border`` px or more inside a frame of ``size``: clutter cut by the edge
+        slides along it with a panning camera, and looks as if it moved."""
+        if size is None or self.options.border <= 0:
+            return lambda point: True
+        (w, h), b = size, self.options.border
+        return lambda point: bool(b <= point[0] <= w - 1 - b and b <= point[1] <= h - 1 - b)
+
     def update(self, points: np.ndarray, shift: tuple[float, float] | np.ndarray = (0.0, 0.0), steps: int = 1,
-               frame: int | None = None) -> list[TrackPoint]:
+               frame: int | None = None, size: tuple[int, int] | None = None) -> list[TrackPoint]:
         """One frame: ``points`` (N, 3) ``u, v, score`` (at least :attr:`detect_conf`; others are ignored),
         the scene's ``shift`` (dx, dy) since the previous frame, ``steps`` frames since it (> 1 over a gap).
-        ``frame`` labels this frame in summaries (default: a count). Returns the tracks seen or
-        coasting in this frame: confirmed ones (detected, or coasting), and tentative ones detected."""
+        ``frame`` labels this frame in summaries (default: a count); ``size`` (width, height): no track
+        starts or is confirmed within ``border`` px of the frame's edge. Returns the tracks seen or coasting in this
+        frame: confirmed ones (detected, or coasting), and tentative ones detected."""
         o = self.options
         steps = max(int(steps), 1)
         self.frame = self.frame + steps if frame is None else int(frame)
@@ -221,12 +288,16 @@ class PointTracker:
             track.missed = 0
             track.last_hit = self.frame
             track.score_sum += points[d, 2]
+            if o.min_move > 0:
+                track.add_point(self.frame, points[d, :2] - self.offset)
             if track.track_id:
                 track.speed_sum += float(np.hypot(*self.x[t, 2:]))
                 track.speed_n += 1
 
         used = set(matched.values())
         born = [d for d in high.tolist() if d not in used]
+        inside = self._inside(size)
+        born = [d for d in born if inside(points[d, :2])]
         if born:
             start = len(self.tracks)
             p0 = np.diag([o.noise ** 2, o.noise ** 2, 9.0, 9.0])  # unknown velocity: a few px/frame
@@ -241,15 +312,14 @@ class PointTracker:
         for t, track in enumerate(self.tracks):
             recent = bin(track.history).count("1")
             if not track.track_id:
-                track.path.append(self.x[t, :2] - self.offset)
-                moved = float(np.hypot(*(track.path[-1] - track.path[0])))
-                if recent >= o.confirm_hits and moved >= o.min_move:
+                if (recent >= o.confirm_hits and inside(self.x[t, :2])
+                        and (o.min_move <= 0 or track.moved(o.jitter) >= o.min_move)):
                     track.track_id, self.next_id = self.next_id, self.next_id + 1
                     track.confirmed_frame = self.frame
                 elif track.missed > o.max_missed or (track.age + 1 >= o.confirm_window and recent < o.confirm_hits):
                     keep[t] = False
                     continue
-            elif track.missed > o.max_missed:
+            elif track.missed > o.max_missed or (o.min_move > 0 and self.settled(track)):
                 self.ended.append(track.summary())
                 keep[t] = False
                 continue
@@ -269,30 +339,57 @@ class PointTracker:
 
 class SceneShift:
     """The scene's shift (dx, dy) in px from the previous frame to this one, by phase correlation on
-    a copy at most ``side`` px wide; (0, 0) for the first frame, a change of size, or a weak peak."""
+    a copy at most ``side`` px wide with small bright spots (targets) filtered out.
 
-    def __init__(self, side: int = 256, min_response: float = 0.05):
-        self.side, self.min_response = side, min_response
+    Each frame is compared with a key frame, not with the one before, so that the small error of
+    each estimate does not add up while the key frame lasts; the key frame is renewed every
+    ``rekey`` frames, after a weak correlation peak, or when the view has moved a quarter of the
+    frame. (0, 0) for the first frame and after a change of size.
+    """
+
+    def __init__(self, side: int = 256, rekey: int = 50, min_response: float = 0.05):
+        self.side, self.rekey, self.min_response = side, rekey, min_response
+        self.key: np.ndarray | None = None
         self.previous: np.ndarray | None = None
         self.window: np.ndarray | None = None
-        self.scale = 1.0
+        self.total = np.zeros(2)  # summed shift since the first frame
+        self.key_total = np.zeros(2)
+        self.age = 0
 
-    def __call__(self, image: np.ndarray) -> tuple[float, float]:
+    def _small(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gray = to_gray(image)
         h, w = gray.shape
         scale = max(1.0, max(h, w) / self.side)
         if scale > 1:
             gray = cv2.resize(gray, (max(int(round(w / scale)), 8), max(int(round(h / scale)), 8)), interpolation=cv2.INTER_AREA)
         gray = cv2.medianBlur(gray, 5)  # small bright targets out: a moving one would pull the shift along
-        previous, self.previous = self.previous, gray
-        if previous is None or previous.shape != gray.shape:
-            self.window = cv2.createHanningWindow(gray.shape[::-1], cv2.CV_32F)
-            return 0.0, 0.0
-        (dx, dy), response = cv2.phaseCorrelate(previous, gray, self.window)
+        return gray, np.array([w / gray.shape[1], h / gray.shape[0]])
+
+    def _correlate(self, a: np.ndarray, b: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+        (dx, dy), response = cv2.phaseCorrelate(a, b, self.window)
         if not response >= self.min_response or not math.isfinite(dx + dy):
+            return None
+        return np.array([dx, dy]) * scale
+
+    def __call__(self, image: np.ndarray) -> tuple[float, float]:
+        gray, scale = self._small(image)
+        previous, self.previous = self.previous, gray
+        if self.key is None or previous is None or self.key.shape != gray.shape:
+            self.window = cv2.createHanningWindow(gray.shape[::-1], cv2.CV_32F)
+            self.key, self.key_total, self.age = gray, self.total.copy(), 0
             return 0.0, 0.0
-        sx, sy = w / gray.shape[1], h / gray.shape[0]
-        return float(dx * sx), float(dy * sy)
+        self.age += 1
+        from_key = self._correlate(self.key, gray, scale)
+        if from_key is not None:
+            total = self.key_total + from_key
+        else:  # the key frame no longer matches: the step from the previous frame, then a new key
+            step = self._correlate(previous, gray, scale)
+            total = self.total + (step if step is not None else 0.0)
+        step, self.total = total - self.total, total
+        far = np.abs(self.total - self.key_total) > np.array(image.shape[1::-1]) / 4
+        if from_key is None or self.age >= self.rekey or far.any():
+            self.key, self.key_total, self.age = gray, self.total.copy(), 0
+        return float(step[0]), float(step[1])
 
 
 def add_track_options(p: argparse.ArgumentParser) -> None:
