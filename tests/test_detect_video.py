@@ -223,24 +223,26 @@ import torch
 from simple_keypoint.detect import DetectOptions, detect, list_sources
 from simple_keypoint.paths import shipped_weights
 from simple_keypoint.predict import load_model
+from simple_keypoint.tracking import TrackOptions
 
 torch.set_num_threads(1)  # as detect does by default
 model = load_model(shipped_weights("heatmap"), device="cpu")
 peaks = []
-for name in ("short.avi", "long.avi"):
-    out = Path(sys.argv[1]) / ("out_" + name)
+for name, track in (("short.avi", None), ("long.avi", None), ("long.avi", TrackOptions(conf=0.0, keep_conf=0.0))):
+    out = Path(sys.argv[1]) / ("out_" + name + ("_track" if track else ""))
     out.mkdir()
-    report = detect(model, list_sources(str(Path(sys.argv[1]) / name)), out, DetectOptions(conf=0.0, max_points=3))
+    report = detect(model, list_sources(str(Path(sys.argv[1]) / name)), out, DetectOptions(conf=0.0, max_points=3, track=track))
     assert report.frames and not report.failures, report.failures
     peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
-    print(name, report.frames)
+    print(name, "tracked" if track else "", report.frames)
 print("peak_kib", *peaks)
 """
 
 
 def test_memory_stays_flat_over_a_long_video(tmp_path: Path) -> None:
-    """Peak RSS after 2000 frames is within a few MB of the peak after 200: nothing per frame is kept.
-    (Kept overlays, heatmaps and frames of this size would add about 50 KB per frame.)"""
+    """Peak RSS after 2000 frames is within a few MB of the peak after 200: nothing per frame is kept,
+    and tracking the 2000 frames adds no more. (Kept overlays, heatmaps and frames of this size would
+    add about 50 KB per frame.)"""
     rng = np.random.default_rng(0)
     base = rng.integers(0, 60, (48, 64, 3), dtype=np.uint8)
     frames = []
@@ -253,9 +255,10 @@ def test_memory_stays_flat_over_a_long_video(tmp_path: Path) -> None:
     del frames
     result = run_python("-c", MEMORY_SCRIPT, tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "long.avi 2000" in result.stdout
-    short, long = map(int, result.stdout.split("peak_kib")[1].split())
+    assert "long.avi  2000" in result.stdout and "long.avi tracked 2000" in result.stdout
+    short, long, tracked = map(int, result.stdout.split("peak_kib")[1].split())
     assert long - short < 20_000, f"peak RSS grew by {(long - short) / 1024:.1f} MiB over 1800 more frames"
+    assert tracked - long < 20_000, f"peak RSS grew by {(tracked - long) / 1024:.1f} MiB tracking 2000 frames"
 
 
 def test_reading_inference_and_writing_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

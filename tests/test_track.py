@@ -111,3 +111,126 @@ def test_bad_options_raise() -> None:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def test_tracker_memory_stays_flat() -> None:
+    """Clutter blips and two targets over 3,000 frames: the live tracks stay few and nothing per frame is kept."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    tracker = PointTracker(TrackOptions(min_move=0))
+    tracemalloc.start()
+    sizes = []
+    try:
+        for t in range(3000):
+            clutter = np.column_stack([rng.uniform(0, 640, (8, 2)), rng.uniform(0.2, 0.9, 8)])
+            targets = np.array([[100 + (3 * t) % 400, 200, 0.9], [300, 50 + (2 * t) % 300, 0.8]])
+            tracker.update(np.vstack([targets, clutter]), rng.normal(0, 0.5, 2), size=(640, 512))
+            tracker.take_ended()
+            if t + 1 in (1000, 3000):
+                sizes.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert len(tracker.tracks) < 40
+    assert sizes[1] - sizes[0] < 200_000, f"grew by {(sizes[1] - sizes[0]) / 1e3:.0f} kB over 2,000 frames"
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+def moving_target_frames(count: int, size: tuple[int, int] = (320, 200)) -> list[np.ndarray]:
+    """A real SIRST sky crop with a bright 2-px target moving 3 px/frame to the right (gray, uint8)."""
+    from conftest import REPO
+
+    from simple_keypoint.images import read_image, to_gray
+
+    w, h = size
+    sky = to_gray(read_image(REPO / "data" / "test" / "images" / "Misc_15.png"))[:h, :w]
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = []
+    for t in range(count):
+        frame = sky + 90 * np.exp(-((xx - 60 - 3 * t) ** 2 + (yy - 100 - 0.5 * t) ** 2) / (2 * 1.2 ** 2))
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return frames
+
+
+def confirmed_rows(path: Path) -> list[dict[str, str]]:
+    return [r for r in read_csv(path) if r["confirmed"] == "1"]
+
+
+def test_track_command_on_a_short_clip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from simple_keypoint.cli import main as cli_main
+
+    frames = moving_target_frames(24)
+    clip = tmp_path / "in" / "clip.avi"
+    clip.parent.mkdir()
+    video = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 200))
+    for frame in frames:
+        video.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    video.release()
+    out = tmp_path / "out"
+    assert cli_main(["track", "--source", str(clip), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "24 image(s) done" in printed and f"wrote {out / 'clip_tracks.csv'}" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.mp4", "clip_tracks.csv"]
+    rows = read_csv(out / "clip.csv")
+    assert list(rows[0]) == ["frame", "time_s", "track_id", "confirmed", "u", "v", "score", "det_u", "det_v"]
+    on_target = [r for r in confirmed_rows(out / "clip.csv") if r["det_u"]
+                 and abs(float(r["u"]) - 60 - 3 * int(r["frame"])) < 2 and abs(float(r["v"]) - 100 - 0.5 * int(r["frame"])) < 2]
+    assert len(on_target) >= 15 and {r["track_id"] for r in on_target} == {"1"}
+    assert float(on_target[0]["time_s"]) == pytest.approx(int(on_target[0]["frame"]) / 10)
+    (summary,) = [r for r in read_csv(out / "clip_tracks.csv") if r["track_id"] == "1"]
+    assert float(summary["mean_speed_px_per_frame"]) == pytest.approx(np.hypot(3, 0.5), abs=0.3)
+    assert int(summary["last_frame"]) == 23 and int(summary["length"]) == 24 - int(summary["first_frame"])
+    written = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    written.release()
+
+
+def write_frames(folder: Path, frames: list[np.ndarray], skip: tuple[int, ...] = ()) -> None:
+    folder.mkdir(parents=True)
+    for t, frame in enumerate(frames):
+        if t not in skip:
+            cv2.imwrite(str(folder / f"f{t:04d}.png"), frame)
+
+
+def test_a_folder_with_a_missing_and_a_corrupt_frame(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from simple_keypoint.track import main
+
+    folder = tmp_path / "frames"
+    write_frames(folder, moving_target_frames(30), skip=(12,))
+    (folder / "f0018.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "out"
+    assert main(["--source", str(folder), "--out", str(out), "--quiet"]) == 0  # gaps are warnings, not failures
+    printed = capsys.readouterr().out
+    assert f"  warning: {folder}: 1 frame(s) missing before f0013.png; tracks coast over the gap" in printed
+    assert f"  warning: {folder / 'f0018.png'}: " in printed and "skipped, tracks coast over it" in printed
+    rows = read_csv(out / "frames.csv")
+    assert {int(r["frame"]) for r in rows} == set(range(30)) - {12, 18}
+    ids = {r["track_id"] for r in confirmed_rows(out / "frames.csv") if int(r["frame"]) > 5}
+    assert ids == {"1"}  # one track, coasting over both gaps
+    assert (out / "frames.mp4").is_file() and (out / "frames_tracks.csv").is_file()
+
+
+def test_frames_of_different_sizes_are_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from simple_keypoint.detect import main
+
+    folder = tmp_path / "frames"
+    frames = moving_target_frames(8)
+    frames[5] = frames[5][:100, :160]
+    write_frames(folder, frames)
+    out = tmp_path / "out"
+    assert main(["--track", "--source", str(folder), "--out", str(out), "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    failed = [line for line in printed.splitlines() if line.startswith("  failed: ")]
+    assert failed == [f"  failed: {folder / 'f0005.png'}: frame is 160x100 but the frames before it are 320x200; "
+                      "a sequence's frames must all have one size"]
+    assert len(read_csv(out / "frames.csv")) >= 5  # what came before is kept
+
+
+def test_bad_tracking_options_are_argument_errors(capsys: pytest.CaptureFixture) -> None:
+    from simple_keypoint.track import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--confirm", "6", "5"])
+    assert exit_info.value.code == 2
+    assert "confirm_hits must be in [1, confirm_window=5], got 6" in capsys.readouterr().err
