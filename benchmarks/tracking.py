@@ -334,8 +334,8 @@ class Tally:
                 setattr(self, f.name, mine + theirs)
 
 
-def score_detector(seq: Detected, thresholds: Iterable[float], max_points: int = 20) -> Tally:
-    """Per-frame Pd / false alarms of the detector alone (best ``max_points``, as detect gives them)."""
+def score_detector(seq: Detected, thresholds: Iterable[float], max_points: int = TrackOptions.max_points) -> Tally:
+    """Per-frame Pd / false alarms of the detector alone (its best ``max_points``, as the tracker gets them)."""
     tally = Tally(frames=len(seq.points), target_frames=sum(len(t) for t in seq.truth))
     for c in thresholds:
         hits = false = 0
@@ -552,6 +552,40 @@ def memory_row(options: TrackOptions, frames: int = 10_000) -> list[str]:
     return [f"{frames} frames", f"{peaks[0]:.0f} MiB", f"{peaks[1]:.0f} MiB", str(len(tracker.tracks))]
 
 
+def figure(seq: Detected, folder: Path, options: TrackOptions, path: Path) -> None:
+    """The frame of ``seq`` where its confirmed tracks' trails are longest, drawn as ``track`` draws them."""
+    from simple_keypoint.detect import Frame, Result
+    from simple_keypoint.track import draw_tracks
+
+    tracker, best = PointTracker(options), (0, None)
+    for t, (points, shift) in enumerate(zip(seq.points, seq.shifts, strict=True)):
+        rows = tracker.update(points[points[:, 2] >= options.detect_conf][:options.max_points], shift, size=seq.size)
+        confirmed = [r for r in rows if r.confirmed and r.detection is not None]
+        score = len(confirmed) * 1000 + sum(len(r.trail) for r in confirmed)
+        if len(confirmed) >= 2 and score > best[0]:
+            best = score, (t, rows)
+    if best[1] is None:
+        raise SystemExit("no frame with two confirmed tracks to draw")
+    t, rows = best[1]
+    image = read_image(folder / "images" / f"{t:06d}.png")
+    # A 256 x 192 window around the confirmed tracks, enlarged 2x (drawn after enlarging: crisp marks).
+    centre = np.mean([(r.u, r.v) for r in rows if r.confirmed], axis=0)
+    x0 = int(np.clip(centre[0] - 128, 0, image.shape[1] - 256))
+    y0 = int(np.clip(centre[1] - 96, 0, image.shape[0] - 192))
+    crop = cv2.resize(image[y0:y0 + 192, x0:x0 + 256], None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+
+    def moved(u: float, v: float) -> tuple[float, float]:
+        return 2 * (u - x0) + 0.5, 2 * (v - y0) + 0.5
+
+    rows = [replace(r, u=moved(r.u, r.v)[0], v=moved(r.u, r.v)[1], trail=[moved(*q) for q in r.trail],
+                    detection=None if r.detection is None else (*moved(*r.detection[:2]), r.detection[2])) for r in rows]
+    result = Result(Frame(0, t, 0.0, crop), np.zeros((0, 3)), np.zeros((0, 3)), None)
+    canvas = draw_tracks(result, rows, 0.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), canvas)
+    print(f"wrote {path} (frame {t})")
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -565,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="store_true", help="also vary each tracking option around its default")
     p.add_argument("--compare", choices=["norfair"], help="also run norfair on the same detections")
     p.add_argument("--no-speed", action="store_true", help="skip the end-to-end frames/s runs")
+    p.add_argument("--figure", default=None, help="also save a frame of crossing_0 with its tracks' trails (png)")
     args = p.parse_args(argv)
 
     import torch
@@ -621,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("Tracker memory (peak RSS of this process):\n")
     print(render_table(["run", "after 1,000", "after all", "tracks alive at the end"], [memory_row(options)], md) + "\n")
+    if args.figure:
+        figure(next(s for s in seqs if s.name == "crossing_0"), out / "crossing_0", options, Path(args.figure))
     if not args.no_speed:
         folder = next(f for f in folders if f.name.startswith("ground"))
         width = read_image(next((folder / 'images').glob('*.png'))).shape[1]

@@ -305,7 +305,7 @@ def test_interrupt_in_the_first_epoch_names_no_missing_file(tmp_path: Path, caps
 
 def test_help_texts_name_the_command_and_state_each_default_once(tmp_path: Path) -> None:
     installed_command()
-    commands = [["detect"], ["evaluate"], ["export"], ["threshold"], ["convert"], ["convert", "masks"],
+    commands = [["detect"], ["track"], ["evaluate"], ["export"], ["threshold"], ["convert"], ["convert", "masks"],
                 ["train", "heatmap"], ["train", "regression"]]
     script = ("import contextlib, io, json, sys\nfrom simple_keypoint import cli\nhelps = []\n"
               f"for argv in {commands!r}:\n"
