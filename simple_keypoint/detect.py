@@ -5,6 +5,7 @@
     simple-keypoint detect --source clip.mp4 --vid-stride 2      # every 2nd frame -> clip.mp4 + clip.csv
     simple-keypoint detect --source 0                # webcam 0 (Ctrl-C stops and keeps what was written)
     simple-keypoint detect --source rtsp://camera/stream --weights heatmap.onnx
+    simple-keypoint detect --source clip.mp4 --track  # point tracks with IDs: the same as simple-keypoint track
     (python detect.py ... in a checkout is the same command)
 
 Each run writes to a new folder, output/detect, output/detect2, ... (--project/--name, --exist-ok to

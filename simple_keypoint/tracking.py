@@ -68,10 +68,8 @@ class TrackOptions:
     jitter: float = 1.0  # px: the least scatter assumed of a still point's detections (min_move's test)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.confirm_hits <= self.confirm_window:
-            raise ValueError(f"confirm_hits must be in [1, confirm_window={self.confirm_window}], got {self.confirm_hits}")
-        if self.confirm_window > 62:
-            raise ValueError(f"confirm_window must be <= 62, got {self.confirm_window}")
+        if not 1 <= self.confirm_hits <= self.confirm_window <= 62:
+            raise ValueError(f"--confirm M N needs 1 <= M <= N <= 62, got M={self.confirm_hits} N={self.confirm_window}")
         if self.max_missed < 0 or self.gate <= 0 or self.min_move < 0 or self.max_points < 1 or self.trail < 1:
             raise ValueError("max_missed and min_move must be >= 0; gate, max_points and trail > 0")
         if not 0 <= self.keep_conf <= 1 or not 0 <= self.conf <= 1:

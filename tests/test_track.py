@@ -102,7 +102,7 @@ def test_scene_shift_sign_and_size() -> None:
 
 
 def test_bad_options_raise() -> None:
-    with pytest.raises(ValueError, match="confirm_hits"):
+    with pytest.raises(ValueError, match="1 <= M <= N"):
         TrackOptions(confirm_hits=6, confirm_window=5)
     with pytest.raises(ValueError):
         TrackOptions(gate=0)
@@ -233,4 +233,4 @@ def test_bad_tracking_options_are_argument_errors(capsys: pytest.CaptureFixture)
     with pytest.raises(SystemExit) as exit_info:
         main(["--confirm", "6", "5"])
     assert exit_info.value.code == 2
-    assert "confirm_hits must be in [1, confirm_window=5], got 6" in capsys.readouterr().err
+    assert "error: --confirm M N needs 1 <= M <= N <= 62, got M=6 N=5" in capsys.readouterr().err
