@@ -163,7 +163,7 @@ class TrackWriter(SourceWriter):
     def write_summaries(self, summaries: list[TrackSummary]) -> None:
         self.tracks_csv.write("".join(
             f"{s.track_id},{s.first_frame},{s.confirmed_frame},{s.last_frame},{s.length},{s.detections},"
-            f"{s.mean_speed:.3f},{s.mean_score:.4f}\n" for s in summaries))
+            f"{s.mean_speed / self.stride:.3f},{s.mean_score:.4f}\n" for s in summaries))  # per frame of the source
         self.confirmed += len(summaries)
 
     def add(self, result: Result, overlay: np.ndarray | None, fps: float) -> np.ndarray:

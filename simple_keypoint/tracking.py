@@ -111,26 +111,27 @@ class TrackSummary:
 
 
 class _Track:
-    __slots__ = ("age", "birth", "confirmed_frame", "history", "hits", "last_hit", "missed", "path", "score_sum",
-                 "speed_n", "speed_sum", "sums", "track_id", "trail")
+    __slots__ = ("age", "birth", "birth_step", "check_step", "confirmed_frame", "confirmed_step", "history", "hits",
+                 "last_hit", "missed", "path", "score_sum", "speed_n", "speed_sum", "sums", "track_id", "trail")
 
-    def __init__(self, frame: int, origin: np.ndarray, score: float, trail: int):
+    def __init__(self, step: int, frame: int, origin: np.ndarray, score: float, trail: int):
         self.track_id = 0
-        self.birth = self.last_hit = frame
+        self.birth = self.last_hit = frame  # frame labels, for the summary
         self.confirmed_frame = -1
+        self.birth_step, self.confirmed_step, self.check_step = step, -1, 0  # the tracker's own frame count
         self.history = 1  # bit i: a detection i frames ago
         self.hits, self.missed, self.age = 1, 0, 0
-        # Its recent detections (frame - birth, u, v in scene coordinates: image position minus the
+        # Its recent detections (frames since birth, u, v in scene coordinates: image position minus the
         # camera's offset) and their running sums (n, t, t^2, u, v, tu, tv, u^2 + v^2), for min_move.
         self.path: deque[tuple[float, float, float]] = deque()
         self.sums = [0.0] * 8
-        self.add_point(frame, origin)
+        self.add_point(step, origin)
         self.score_sum, self.speed_sum, self.speed_n = score, 0.0, 0
         self.trail: deque[tuple[float, float]] = deque(maxlen=trail)  # scene coordinates
 
-    def add_point(self, frame: int, point: np.ndarray) -> None:
+    def add_point(self, step: int, point: np.ndarray) -> None:
         """A detection's scene position, into the window ``moved`` looks at (running sums: O(1))."""
-        t = float(frame - self.birth)
+        t = float(step - self.birth_step)
         u, v = float(point[0]), float(point[1])
         self.path.append((t, u, v))
         self.sums = [a + b for a, b in zip(self.sums, (1.0, t, t * t, u, v, t * u, t * v, u * u + v * v), strict=True)]
@@ -180,7 +181,8 @@ class PointTracker:
         self.x = np.zeros((0, 4))  # u, v, du, dv per track (velocity against the background)
         self.P = np.zeros((0, 4, 4))
         self.tracks: list[_Track] = []
-        self.frame = -1
+        self.frame = -1  # the label of the latest frame
+        self.step = -1  # frames seen, gaps included
         self.next_id = 1
         self.offset = np.zeros(2)  # the camera's shift summed since the first frame
         self.ended: list[TrackSummary] = []  # confirmed tracks that ended since the last take_ended()
@@ -237,8 +239,10 @@ class PointTracker:
     def settled(self, track: _Track) -> bool:
         """A confirmed track that has stood still for MOVE_WINDOW frames (it slid from a target onto
         still clutter, or the target stopped): checked every few frames."""
-        return (self.frame - track.confirmed_frame >= MOVE_WINDOW and (self.frame - track.confirmed_frame) % 5 == 0
-                and track.sums[0] >= MOVE_WINDOW / 2 and track.moved(self.options.jitter) < self.options.min_move)
+        if self.step - track.confirmed_step < MOVE_WINDOW or self.step < track.check_step:
+            return False
+        track.check_step = self.step + 5
+        return track.sums[0] >= MOVE_WINDOW / 2 and track.moved(self.options.jitter) < self.options.min_move
 
     def _inside(self, size: tuple[int, int] | None) -> Callable[[np.ndarray], bool]:
         """Whether a point is ``border`` px or more inside a frame of ``size``: clutter cut by the edge
@@ -253,11 +257,12 @@ class PointTracker:
         """One frame: ``points`` (N, 3) ``u, v, score`` (at least :attr:`detect_conf`; others are ignored),
         the scene's ``shift`` (dx, dy) since the previous frame, ``steps`` frames since it (> 1 over a gap).
         ``frame`` labels this frame in summaries (default: a count); ``size`` (width, height): no track
-        starts or is confirmed within ``border`` px of the frame's edge. Returns the tracks seen or coasting in this
-        frame: confirmed ones (detected, or coasting), and tentative ones detected."""
+        starts or is confirmed within ``border`` px of the frame's edge. Returns the tracks seen or
+        coasting in this frame: confirmed ones (detected, or coasting), and tentative ones detected."""
         o = self.options
         steps = max(int(steps), 1)
-        self.frame = self.frame + steps if frame is None else int(frame)
+        self.step += steps
+        self.frame = self.step if frame is None else int(frame)
         points = np.asarray(points, float).reshape(-1, 3)
         shift = np.asarray(shift, float).reshape(2) if o.motion else np.zeros(2)
         self.offset += shift
@@ -287,7 +292,7 @@ class PointTracker:
             track.last_hit = self.frame
             track.score_sum += points[d, 2]
             if o.min_move > 0:
-                track.add_point(self.frame, points[d, :2] - self.offset)
+                track.add_point(self.step, points[d, :2] - self.offset)
             if track.track_id:
                 track.speed_sum += float(np.hypot(*self.x[t, 2:]))
                 track.speed_n += 1
@@ -302,7 +307,7 @@ class PointTracker:
             self.x = np.vstack([self.x, np.column_stack([points[born, :2], np.zeros((len(born), 2))])])
             self.P = np.concatenate([self.P, np.repeat(p0[None], len(born), axis=0)])
             for d in born:
-                self.tracks.append(_Track(self.frame, points[d, :2] - self.offset, points[d, 2], o.trail))
+                self.tracks.append(_Track(self.step, self.frame, points[d, :2] - self.offset, points[d, 2], o.trail))
             for i, d in enumerate(born):
                 matched[start + i] = d
 
@@ -313,7 +318,7 @@ class PointTracker:
                 if (recent >= o.confirm_hits and inside(self.x[t, :2])
                         and (o.min_move <= 0 or track.moved(o.jitter) >= o.min_move)):
                     track.track_id, self.next_id = self.next_id, self.next_id + 1
-                    track.confirmed_frame = self.frame
+                    track.confirmed_frame, track.confirmed_step = self.frame, self.step
                 elif track.missed > o.max_missed or (track.age + 1 >= o.confirm_window and recent < o.confirm_hits):
                     keep[t] = False
                     continue

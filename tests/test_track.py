@@ -59,6 +59,16 @@ def test_a_gap_is_coasted_and_a_long_one_ends_the_track() -> None:
     assert list(confirmed(out[-1])) == [2]
 
 
+def test_frame_labels_are_kept_apart_from_the_frame_count() -> None:
+    """Every 2nd frame of a video (--vid-stride 2): summaries name the video's frame numbers."""
+    tracker = PointTracker(TrackOptions(min_move=0))
+    for i in range(10):
+        tracker.update(np.array([[10.0 + 2 * i, 20.0, 0.9]]), frame=2 * i)
+    (summary,) = tracker.finish()
+    assert (summary.first_frame, summary.confirmed_frame, summary.last_frame, summary.detections) == (0, 4, 18, 10)
+    assert summary.mean_speed == pytest.approx(2.0, abs=0.2)  # px per frame the tracker saw
+
+
 def test_flicker_dim_frames_keep_a_confirmed_track_and_one_frame_clutter_never_confirms() -> None:
     rng = np.random.default_rng(0)
     tracker = PointTracker(TrackOptions(conf=0.5, keep_conf=0.2, min_move=0))
