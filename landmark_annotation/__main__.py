@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from landmark_annotation.defaults import PROPOSAL_FLOOR, PROPOSAL_THRESHOLD
 from landmark_annotation.keys import KEYS
 from simple_keypoint.paths import SHIPPED_NAMES
 
@@ -26,8 +27,10 @@ def make_parser() -> argparse.ArgumentParser:
                         help=f"a shipped model ({', '.join(SHIPPED_NAMES)}), a checkpoint (.pt) or an .onnx; its points are shown "
                              "as proposals on unlabelled images: Enter accepts them, a click replaces them; "
                              "a proposal is never saved by itself")
-    parser.add_argument("--score-threshold", type=float, default=0.0,
-                        help="show proposals scoring at least this (keys , and . change it; default 0.0: all)")
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="show proposals scoring at least this (keys , and . change it; default: "
+                             f"{PROPOSAL_THRESHOLD:g}, 1 false proposal per image on validation for the shipped s "
+                             "model; recall first, as every proposal is checked before Enter)")
     parser.add_argument("--carry", action="store_true",
                         help="video frames: propose the previous frame's points on the next unlabelled frame, moved "
                              "by their motion over the last two frames and re-snapped there (j accepts and moves on)")
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from landmark_annotation.display import Windowing
     from landmark_annotation.session import Session
 
-    proposer = None
+    proposer, threshold = None, PROPOSAL_THRESHOLD
     if args.weights is not None:
         from simple_keypoint.checkpoint import CheckpointError
         from simple_keypoint.paths import DefaultPathError, resolve_weights
@@ -97,10 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         except (CheckpointError, DefaultPathError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        proposer = model.predict
+        def proposer(raw):  # every peak down to the floor: the threshold only hides the weaker ones
+            return model.predict(raw, conf=min(PROPOSAL_FLOOR, model.conf))
+
+        threshold = min(PROPOSAL_THRESHOLD, model.conf)  # never stricter than the model's own
     session = Session(images, args.labels, proposer=proposer, carry=args.carry, snap=not args.no_snap,
                       snap_radius=args.snap_radius)
-    session.score_threshold = args.score_threshold
+    session.score_threshold = threshold if args.score_threshold is None else args.score_threshold
     if not session.images:
         print(f"error: {images}: no images (jpg/png/bmp/tif)", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from tkinter import messagebox, simpledialog
 import numpy as np
 
 from landmark_annotation.display import View, Windowing, background_subtracted, box_crop, to_ppm, visible_crop
-from landmark_annotation.keys import KEYS
+from landmark_annotation.keys import IMAGE_KEYS, POINT_KEYS
 from landmark_annotation.session import REVIEW_STATES, Session
 from simple_keypoint.images import percentile_window
 
@@ -28,9 +28,29 @@ BACKGROUND_WINDOW = (50.0, 100.0)
 FIXED_FONT = "TkFixedFont"  # the named font: the tuple ("TkFixedFont", 10) would be a missing family
 STATE_COLOURS = {"unlabelled": "#b0b0b0", "labelled": "#00c050", "no target": "#4aa3ff", "unreadable": "#ff6060",
                  "proposals pending": "#ff40ff", "uncertain": "#ff8c00"}
+# The file list: state words (short), and how many characters of each name it shows.
+STATE_WORDS = {"proposals pending": "proposals"}
+STATE_WIDTH = 10
+FILE_NAME_MIN, FILE_NAME_MAX = 20, 44
 HIT_PIXELS = 8  # a click this close (on screen) to a point grabs it instead of adding one
 ZOOM_STEP = 1.25
 ERROR_WORDS = ("NOT SAVED", "malformed", "unreadable", "cannot", "failed", "error", "Error")
+
+
+def elide_middle(name: str, width: int) -> str:
+    """``name`` cut to ``width`` characters in the middle (start and extension kept), whole if it fits."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[:width - 1 - tail] + "\u2026" + name[len(name) - tail:]
+
+
+def proposal_colour(score: float, threshold: float) -> str:
+    """Magenta, dimmer the closer the score is to the threshold (a weak proposal looks weak)."""
+    strength = min(max((score - threshold) / max(1.0 - threshold, 1e-6), 0.0), 1.0)
+    level = 0.4 + 0.6 * strength
+    r, g, b = (int(PROPOSAL_COLOUR[i:i + 2], 16) for i in (1, 3, 5))
+    return f"#{int(r * level):02x}{int(g * level):02x}{int(b * level):02x}"
 
 
 class AnnotationApp:
@@ -50,6 +70,8 @@ class AnnotationApp:
         self.pan_from: tuple[int, int] | None = None
         self.space_down = False
         self.help_shown = False
+        self.help_too_tall = False
+        self.help_scroll = 0  # pixels the help is scrolled up when taller than the canvas
         self.review_filter: str | None = None  # step with d/a only through images in this state
         self.display_gray: np.ndarray | None = None  # what is shown: the image or its background-subtracted view
         self.box_at: tuple[float, float] | None = None
@@ -59,6 +81,7 @@ class AnnotationApp:
         self._redraw_pending = False
         self._rendered_key: tuple | None = None
         self._rendered_at = (0, 0)
+        self._image_levels: tuple[tuple, tuple[float, float]] | None = None  # the whole image's, cached
         self._image_serial = 0  # changes on every navigation: a new image is always rendered anew
 
         root.title("landmark annotation")
@@ -73,6 +96,10 @@ class AnnotationApp:
         self.files = tk.Listbox(root, width=30, font=FIXED_FONT, bg="#202020", fg="#e0e0e0", activestyle="none",
                                 exportselection=False, takefocus=0)
         self.files.bind("<<ListboxSelect>>", self._on_file_pick)
+        self.files.bind("<Motion>", self._on_files_motion)
+        self.files.bind("<Leave>", lambda e: self.file_tip.place_forget())
+        self.file_tip = tk.Label(root, font=FIXED_FONT, bg="#fff8c0", fg="#000000", bd=1, relief="solid")
+        self._file_names: list[str] = []
         self.files_shown = False
         self.canvas = tk.Canvas(root, bg="#181818", highlightthickness=0, width=960, height=640, cursor="tcross")
         self.canvas.pack(side="left", fill="both", expand=True)
@@ -93,9 +120,9 @@ class AnnotationApp:
         for button in (2, 3):
             c.bind(f"<B{button}-Motion>", self._on_pan)
             c.bind(f"<ButtonRelease-{button}>", self._end_pan)
-        c.bind("<MouseWheel>", lambda e: self.zoom(e.x, e.y, ZOOM_STEP if e.delta > 0 else 1 / ZOOM_STEP))
-        c.bind("<Button-4>", lambda e: self.zoom(e.x, e.y, ZOOM_STEP))
-        c.bind("<Button-5>", lambda e: self.zoom(e.x, e.y, 1 / ZOOM_STEP))
+        c.bind("<MouseWheel>", lambda e: self.wheel(e.x, e.y, 1 if e.delta > 0 else -1))
+        c.bind("<Button-4>", lambda e: self.wheel(e.x, e.y, 1))
+        c.bind("<Button-5>", lambda e: self.wheel(e.x, e.y, -1))
         keys = {
             "d": self.next, "a": self.previous, "u": self.next_unlabelled, "g": self.ask_goto,
             "s": self.save, "n": lambda: self._edit(self.session.no_target), "f": self.fit,
@@ -202,7 +229,7 @@ class AnnotationApp:
             return
         self.view.pan(event.x - self.pan_from[0], event.y - self.pan_from[1])
         self.pan_from, self.fitted = (event.x, event.y), False
-        self.redraw()
+        self._view_changed()
 
     def _end_pan(self, event: tk.Event) -> None:
         self.pan_from = None
@@ -227,17 +254,33 @@ class AnnotationApp:
             self.display_gray = background_subtracted(self.session.gray) if self.window.background else self.session.gray
         return self.display_gray
 
+    def region(self) -> str:
+        """Where the window's percentiles are taken now: zoomed in, the whole image's window
+        follows the view (the visible area), so a faint target's neighbourhood fills the range."""
+        if self.window.region == "image" and not self.fitted:
+            return "visible"
+        return self.window.region
+
     def _update_levels(self) -> None:
         """Display levels from the percentiles of the whole image, the visible area or the box."""
         gray = self._shown_gray()
         if gray is None:
             self.levels = (0.0, 1.0)
             return
-        if self.window.region == "visible":
+        region = self.region()
+        if region == "visible":
             gray = visible_crop(gray, self.view)
-        elif self.window.region == "box" and self.box_at is not None:
+            step = int(np.ceil(np.sqrt(gray.size / 250_000)))  # a pan or wheel step stays quick on big frames
+            gray = gray[::step, ::step]
+        elif region == "box" and self.box_at is not None:
             gray = box_crop(gray, *self.box_at)
-        self.levels = percentile_window(gray, self.window.low, self.window.high)
+        key = (self._image_serial, self.window.background, self.window.low, self.window.high)
+        if region == "image" and self._image_levels is not None and self._image_levels[0] == key:
+            self.levels = self._image_levels[1]
+        else:
+            self.levels = percentile_window(gray, self.window.low, self.window.high)
+            if region == "image":
+                self._image_levels = (key, self.levels)
         self.redraw()
 
     def window_on(self, region: str) -> None:
@@ -247,7 +290,7 @@ class AnnotationApp:
             self.box_at = self._image_xy(*cursor)
         self.window.region = region
         self._update_levels()
-        self.session.message = self.window.describe()
+        self.session.message = self.window.describe(self.region())
         self.redraw()
 
     def toggle_background(self) -> None:
@@ -262,7 +305,7 @@ class AnnotationApp:
             w.low, w.high = self._window_before_background
         self.display_gray = None
         self._update_levels()
-        self.session.message = self.window.describe()
+        self.session.message = self.window.describe(self.region())
         self.redraw()
 
     def _proposals(self, direction: int) -> None:
@@ -310,6 +353,7 @@ class AnnotationApp:
             self._fill_files()
         else:
             self.files.pack_forget()
+            self.file_tip.place_forget()
 
     def file_lines(self) -> list[tuple[int, str, str]]:
         """The file list: (index, state, name) of each image (the filter's images only, when set)."""
@@ -324,14 +368,31 @@ class AnnotationApp:
         if (rows, self.session.index) == self._files_drawn:  # redraws are frequent; the list changes rarely
             return
         self._files_drawn = (rows, self.session.index)
+        longest = max((len(name) for _, _, name in rows), default=0)
+        width = min(max(longest, FILE_NAME_MIN), FILE_NAME_MAX)
+        self.files.config(width=STATE_WIDTH + 1 + width)
         self.files.delete(0, "end")
         self._file_indices = [i for i, _, _ in rows]
+        self._file_names = [name for _, _, name in rows]
         for i, state, name in rows:
-            self.files.insert("end", f"{state:<17} {name}")
+            self.files.insert("end", f"{STATE_WORDS.get(state, state):<{STATE_WIDTH}} {elide_middle(name, width)}")
             self.files.itemconfig("end", fg=STATE_COLOURS[state])
             if i == self.session.index:
                 self.files.selection_set("end")
                 self.files.see("end")
+
+    def _on_files_motion(self, event: tk.Event) -> None:
+        """Hovering a row whose name is cut shows the whole name over the list."""
+        row = self.files.nearest(event.y)
+        box = self.files.bbox(row) if 0 <= row < len(self._file_names) else None
+        if box is None or event.y > box[1] + box[3]:
+            self.file_tip.place_forget()
+            return
+        name = self._file_names[row]
+        self.file_tip.config(text=name)
+        x = self.files.winfo_x() + self.files.winfo_width()
+        self.file_tip.place(x=x, y=self.files.winfo_y() + box[1], anchor="ne")
+        self.file_tip.lift()
 
     def _on_file_pick(self, event: tk.Event) -> None:
         picked = self.files.curselection()
@@ -409,7 +470,7 @@ class AnnotationApp:
     def _display(self, change: object, *args: int) -> None:
         change(*args)  # type: ignore[operator]
         self._update_levels()
-        self.session.message = self.window.describe()
+        self.session.message = self.window.describe(self.region())
         self.redraw()
 
     def reset_display(self) -> None:
@@ -424,14 +485,29 @@ class AnnotationApp:
     def fit(self) -> None:
         if self.session.editable:
             self.view.fit(self.view.canvas, self.session.size)
-        self.fitted = True
+        was, self.fitted = self.fitted, True
+        if not was or self.window.region == "visible":
+            self._update_levels()
         self.redraw()
 
     def zoom(self, x: float, y: float, factor: float) -> None:
         if self.session.editable:
             self.view.zoom_at(x, y, factor)
             self.fitted = False
-            self.redraw()
+            self._view_changed()
+
+    def _view_changed(self) -> None:
+        """A window on the visible area follows every zoom and pan."""
+        if self.region() == "visible":
+            self._update_levels()
+        self.redraw()
+
+    def wheel(self, x: float, y: float, direction: int) -> None:
+        """The wheel zooms at the cursor; with the help shown and taller than the canvas, it scrolls it."""
+        if self.help_shown and self.help_too_tall:
+            self.scroll_help(-3 * direction)
+        else:
+            self.zoom(x, y, ZOOM_STEP if direction > 0 else 1 / ZOOM_STEP)
 
     def zoom_centre(self, factor: float) -> None:
         self.zoom(self.view.canvas[0] / 2, self.view.canvas[1] / 2, factor)
@@ -481,10 +557,11 @@ class AnnotationApp:
 
     def _draw_points(self) -> None:
         c, s = self.canvas, self.session
-        # The ring is wider than a small target and the ticks stay outside it, so the marked pixels
-        # stay visible; a tiny centre cross shows the exact sub-pixel position when zoomed in.
+        # A ring wider than a small target, with ticks outside it pointing at the exact centre: the
+        # marked pixels stay visible at every zoom (nothing is drawn on the point itself).
         radius = max(8.0, 2.5 * self.view.scale)
-        marks = [(u, v, PROPOSAL_COLOUR, (3, 3), "proposal", f"{score:.2f}") for u, v, score in s.shown_proposals]
+        marks = [(u, v, proposal_colour(score, s.score_threshold), (3, 3), "proposal", f"{score:.2f}")
+                 for u, v, score in s.shown_proposals]
         marks += [(u, v, SELECTED_COLOUR if i == s.selected else UNCERTAIN_COLOUR if i in s.state.uncertain else POINT_COLOUR,
                    None, "point", "?" if i in s.state.uncertain else "") for i, (u, v) in enumerate(s.state.points)]
         for u, v, colour, dash, tag, text in marks:
@@ -498,18 +575,18 @@ class AnnotationApp:
                 for offset, fill in ((1, OUTLINE_COLOUR), (0, colour)):
                     c.create_text(x + radius + 8 + offset, y - radius + offset, text=text, fill=fill, anchor="w",
                                   font=FIXED_FONT, tags=(tag, f"{tag}_label"))
-            if self.view.scale >= 8:
-                c.create_line(x - 2, y, x + 3, y, fill=colour, tags=tag)
-                c.create_line(x, y - 2, x, y + 3, fill=colour, tags=tag)
         if s.last_click is not None:
-            # Where the last click was (small x) and where snapping put it (the line's other end).
+            # Where the last click was and the line to where snapping put it, drawn only outside
+            # the ring (a click inside it needs no mark, and the target stays uncovered).
             (cu, cv), (pu, pv) = s.last_click
             (x0, y0), (x1, y1) = self.view.to_canvas(cu, cv), self.view.to_canvas(pu, pv)
-            for width, fill in ((3, OUTLINE_COLOUR), (1, CLICK_COLOUR)):
-                c.create_line(x0 - 4, y0 - 4, x0 + 5, y0 + 5, fill=fill, width=width, tags="click")
-                c.create_line(x0 - 4, y0 + 4, x0 + 5, y0 - 5, fill=fill, width=width, tags="click")
-                if (x0, y0) != (x1, y1):
-                    c.create_line(x0, y0, x1, y1, fill=fill, width=width, tags="click")
+            gap = np.hypot(x1 - x0, y1 - y0)
+            if gap > radius + 4:
+                ex, ey = x1 + (x0 - x1) * radius / gap, y1 + (y0 - y1) * radius / gap
+                for width, fill in ((3, OUTLINE_COLOUR), (1, CLICK_COLOUR)):
+                    c.create_line(x0 - 3, y0 - 3, x0 + 4, y0 + 4, fill=fill, width=width, tags="click")
+                    c.create_line(x0 - 3, y0 + 3, x0 + 4, y0 - 4, fill=fill, width=width, tags="click")
+                    c.create_line(x0, y0, ex, ey, fill=fill, width=width, tags="click")
 
     def _draw_crosshair(self) -> None:
         c = self.canvas
@@ -524,18 +601,41 @@ class AnnotationApp:
             c.create_line(*coords, fill=CROSSHAIR_COLOUR, width=1, tags="crosshair")
 
     def _draw_help(self) -> None:
-        """Two text columns, the second placed after the widest key: aligned in any font."""
+        """Key and text columns, the text placed after the widest key (aligned in any font): two
+        column pairs side by side when they fit the canvas, else one, scrolled with the wheel;
+        on an opaque background."""
         c = self.canvas
-        keys = c.create_text(20, 20, text="\n".join(k for k, _ in KEYS), anchor="nw", fill="#ffffff", font=FIXED_FONT,
-                             tags=("help", "help_keys"))
-        right = c.bbox(keys)[2]
-        text = c.create_text(right + 24, 20, text="\n".join(v for _, v in KEYS), anchor="nw", fill="#ffffff", font=FIXED_FONT,
-                             tags=("help", "help_text"))
-        x0, y0, _, y1 = c.bbox(keys)
-        x1 = c.bbox(text)[2]
-        c.create_rectangle(x0 - 10, y0 - 10, x1 + 10, y1 + 10, fill="#000000", outline="#888888", stipple="gray75", tags="help")
-        c.tag_raise(keys)
-        c.tag_raise(text)
+        cw, ch = self.view.canvas
+        pairs = [POINT_KEYS, IMAGE_KEYS]
+        items, x, margin = [], 20, 20
+        for k, rows in enumerate(pairs):
+            tag = "" if k == 0 else str(k + 1)
+            keys = c.create_text(x, margin, text="\n".join(r[0] for r in rows), anchor="nw", fill="#ffffff",
+                                 font=FIXED_FONT, tags=("help", f"help_keys{tag}"))
+            text = c.create_text(c.bbox(keys)[2] + 24, margin, text="\n".join(r[1] for r in rows), anchor="nw",
+                                 fill="#ffffff", font=FIXED_FONT, tags=("help", f"help_text{tag}"))
+            items.append((keys, text))
+            x = c.bbox(text)[2] + 40
+        if x - 40 + margin > cw:  # too wide for two: one pair under the other
+            keys2, text2 = items[1]
+            top = c.bbox(items[0][0])[3] + 17
+            c.coords(keys2, 20, top)
+            c.coords(text2, c.bbox(items[0][1])[0], top)
+        x0, y0, x1, y1 = c.bbox("help")
+        self.help_too_tall = y1 + 10 > ch
+        if self.help_too_tall:  # still too tall: scroll (wheel) within the canvas
+            self.help_scroll = min(max(self.help_scroll, 0), y1 + 10 - ch)
+            c.move("help", 0, -self.help_scroll)
+            y0, y1 = y0 - self.help_scroll, y1 - self.help_scroll
+        else:
+            self.help_scroll = 0
+        box = c.create_rectangle(x0 - 10, max(y0 - 10, 0), x1 + 10, min(y1 + 10, ch), fill="#101010", outline="#888888",
+                                 tags=("help", "help_box"))
+        c.tag_lower(box, items[0][0])
+
+    def scroll_help(self, lines: int) -> None:
+        self.help_scroll += 17 * lines
+        self.redraw()
 
     def status_text(self) -> str:
         """Two lines: the image and its state; then the view, the cursor and the settings."""
@@ -559,7 +659,7 @@ class AnnotationApp:
                 second.append(f"selected #{s.selected + 1} at ({u:.2f}, {v:.2f})")
             if len(s.proposals):
                 second.append(f"{len(s.shown_proposals)}/{len(s.proposals)} proposal(s) >= {s.score_threshold:.2f}: Enter accepts")
-            second.append(self.window.describe())
+            second.append(self.window.describe(self.region()))
         return "   ".join(first) + "\n" + "   ".join(second)
 
     def _update_status(self) -> None:

@@ -62,8 +62,9 @@ class Windowing:
         names = list(COLORMAPS)
         self.colormap = names[(names.index(self.colormap) + 1) % len(names)]
 
-    def describe(self) -> str:
-        where = {"image": "", "visible": " of visible area", "box": " of box at cursor"}[self.region]
+    def describe(self, region: str | None = None) -> str:
+        """The settings in words; ``region``: where the percentiles are taken now (default: ``self.region``)."""
+        where = {"image": "", "visible": " of visible area", "box": " of box at cursor"}[region or self.region]
         return (f"window {self.low:g}-{self.high:g}%{where} gamma {self.gamma:g} {self.colormap}"
                 + (" background-subtracted" if self.background else ""))
 
@@ -82,7 +83,7 @@ def visible_crop(gray: np.ndarray, view: View) -> np.ndarray:
 def box_crop(gray: np.ndarray, u: float, v: float, half: int = BOX_HALF) -> np.ndarray:
     """The (2 half + 1)^2 box of ``gray`` around pixel (u, v), clipped to the image."""
     h, w = gray.shape
-    iu, iv = min(max(int(round(u)), 0), w - 1), min(max(int(round(v)), 0), h - 1)
+    iu, iv = min(max(math.floor(u + 0.5), 0), w - 1), min(max(math.floor(v + 0.5), 0), h - 1)
     return gray[max(iv - half, 0):iv + half + 1, max(iu - half, 0):iu + half + 1]
 
 
@@ -159,27 +160,42 @@ class View:
         """
         cw, ch = self.canvas
         h, w = gray.shape
-        # Canvas pixel columns whose centres fall on the image.
-        xa = max(math.ceil(self.x0 - 0.5), 0)
-        xb = min(math.ceil(self.x0 + w * self.scale - 0.5), cw)
-        ya = max(math.ceil(self.y0 - 0.5), 0)
-        yb = min(math.ceil(self.y0 + h * self.scale - 0.5), ch)
-        if xb <= xa or yb <= ya:
-            return np.zeros((0, 0, 3), np.uint8), 0, 0
         if self.scale >= 1.0:
-            # Nearest neighbour: each canvas pixel takes the image pixel under its centre.
-            us = np.clip(((np.arange(xa, xb) + 0.5 - self.x0) / self.scale).astype(np.int64), 0, w - 1)
-            vs = np.clip(((np.arange(ya, yb) + 0.5 - self.y0) / self.scale).astype(np.int64), 0, h - 1)
+            # Nearest neighbour: canvas pixel x (an event at x, a line drawn at x) shows the image
+            # pixel that contains canvas position x, the pixel a click there is read in.
+            xa, xb = max(math.ceil(self.x0), 0), min(math.ceil(self.x0 + w * self.scale), cw)
+            ya, yb = max(math.ceil(self.y0), 0), min(math.ceil(self.y0 + h * self.scale), ch)
+            if xb <= xa or yb <= ya:
+                return np.zeros((0, 0, 3), np.uint8), 0, 0
+            us = np.clip(np.floor((np.arange(xa, xb) - self.x0) / self.scale).astype(np.int64), 0, w - 1)
+            vs = np.clip(np.floor((np.arange(ya, yb) - self.y0) / self.scale).astype(np.int64), 0, h - 1)
             values = gray[vs[:, None], us[None, :]]
         else:
-            # Zoomed out: area averaging of the visible crop, so a 1-pixel target is not skipped.
-            u0 = max(int((xa - self.x0) / self.scale), 0)
-            u1 = min(int(math.ceil((xb - self.x0) / self.scale)), w)
-            v0 = max(int((ya - self.y0) / self.scale), 0)
-            v1 = min(int(math.ceil((yb - self.y0) / self.scale)), h)
-            values = cv2.resize(np.ascontiguousarray(gray[v0:v1, u0:u1], dtype=np.float32), (xb - xa, yb - ya),
-                                interpolation=cv2.INTER_AREA)
+            # Zoomed out: each canvas pixel is the mean of the image pixels whose centres fall in
+            # it, so every pixel counts once (a 1-pixel target is never skipped).
+            cols = _bins(self.x0, self.scale, w, cw)
+            rows = _bins(self.y0, self.scale, h, ch)
+            if cols is None or rows is None:
+                return np.zeros((0, 0, 3), np.uint8), 0, 0
+            (xa, cstarts, cend), (ya, rstarts, rend) = cols, rows
+            crop = np.ascontiguousarray(gray[rstarts[0]:rend, cstarts[0]:cend], dtype=np.float32)
+            sums = np.add.reduceat(np.add.reduceat(crop, rstarts - rstarts[0], axis=0), cstarts - cstarts[0], axis=1)
+            counts = np.outer(np.diff(np.append(rstarts, rend)), np.diff(np.append(cstarts, cend)))
+            values = sums / counts.astype(np.float32)
         return apply_window(values, lo, hi, window.gamma, window.colormap), xa, ya
+
+
+def _bins(origin: float, scale: float, size: int, canvas: int) -> tuple[int, np.ndarray, int] | None:
+    """Zoomed out: the canvas pixels x whose span [x - 0.5, x + 0.5) holds some image pixel's
+    centre, as (first x, first image pixel of each, end). None when none is on the canvas."""
+    xs = np.arange(max(math.floor(origin) - 1, 0), min(math.ceil(origin + size * scale) + 2, canvas))
+    if not len(xs):
+        return None
+    edges = np.clip(np.ceil((np.append(xs, xs[-1] + 1) - 0.5 - origin) / scale - 0.5), 0, size).astype(np.int64)
+    keep = np.flatnonzero(np.diff(edges) > 0)  # contiguous: the canvas pixels holding >= 1 image pixel
+    if not len(keep):
+        return None
+    return int(xs[keep[0]]), edges[keep], int(edges[keep[-1] + 1])
 
 
 def to_ppm(rgb: np.ndarray) -> bytes:

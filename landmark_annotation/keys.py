@@ -1,28 +1,16 @@
-"""The keys and mouse actions, as shown in the help overlay and in ``--help`` (kept light: no imports)."""
+"""The keys and mouse actions, as shown in the help overlay and in ``--help`` (kept light: no imports).
 
-KEYS = [
-    ("click", "add a point (snapped to its target's centroid; x marks the click)"),
+Two columns for the overlay: points and display, then images, proposals and the view.
+"""
+
+POINT_KEYS = [
+    ("click", "add a point (snapped to its target)"),
     ("drag point", "move it (snapped on release)"),
     ("right click point", "delete it"),
-    ("wheel", "zoom at the cursor (up to 64x)"),
-    ("right/middle drag, space+drag", "pan"),
-    ("f", "fit the image to the window"),
-    ("+ / -", "zoom in / out at the centre"),
-    ("d / a  (Right / Left)", "next / previous image (in the review state, with v)"),
-    ("u", "next unlabelled image"),
-    ("g", "go to image number"),
-    ("s", "save (edits are also saved at once)"),
-    ("n", "no target on this image (writes 0; nothing else does)"),
-    ("Enter", "accept the proposals (magenta, with scores)"),
-    ("j", "accept the proposals and go to the next image"),
-    (", / .", "proposal score threshold down / up"),
-    ("x", "flag the selected point uncertain (or not)"),
-    ("l", "file list with each image's state"),
-    ("v", "review one state: unlabelled, labelled, ..."),
+    ("Delete", "remove the selected point"),
+    ("arrows (selected)", "nudge 0.1 px; Shift: 1 px"),
+    ("x", "flag the selected point uncertain"),
     ("Ctrl+Z / Ctrl+Y", "undo / redo"),
-    ("Delete", "remove the selected point (the last: unlabelled)"),
-    ("arrows (point selected)", "nudge 0.1 px; Shift: 1 px"),
-    ("Esc", "deselect / close this help"),
     ("c", "snapping on / off"),
     ("[ / ]", "snap radius smaller / larger"),
     ("1 / 2", "window low percentile down / up"),
@@ -30,10 +18,27 @@ KEYS = [
     ("5 / 6", "gamma down / up"),
     ("m", "colour map"),
     ("w", "window on the visible area"),
-    ("b", "window on a box around the cursor"),
-    ("t", "background-subtracted view (faint spots)"),
+    ("b", "window on a box at the cursor"),
+    ("t", "background-subtracted view"),
     ("0", "reset display"),
+]
+IMAGE_KEYS = [
+    ("d / a (Right/Left)", "next / previous image"),
+    ("u", "next unlabelled image"),
+    ("g", "go to image number"),
+    ("l", "file list with each image's state"),
+    ("v", "review one state (d / a step)"),
+    ("n", "no target here (writes 0)"),
+    ("s", "save (edits are saved at once)"),
+    ("Enter", "accept the proposals (magenta)"),
+    ("j", "accept proposals, next image"),
+    (", / .", "proposal threshold down / up"),
+    ("wheel", "zoom at the cursor (up to 64x)"),
+    ("right/middle drag", "pan (also space + left drag)"),
+    ("f", "fit the image to the window"),
+    ("+ / -", "zoom in / out at the centre"),
+    ("Esc", "deselect / close this help"),
     ("? / F1", "this help"),
     ("Ctrl+Q", "quit"),
 ]
-
+KEYS = POINT_KEYS + IMAGE_KEYS

@@ -12,6 +12,7 @@ navigation and on quit.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_annotation.defaults import PROPOSAL_FLOOR, PROPOSAL_THRESHOLD  # noqa: F401  (re-exported)
 from landmark_annotation.snap import snap_region
 from simple_keypoint.images import ImageError, find_images, read_image, to_gray
 from simple_keypoint.labels import LabelError, normalised_to_pixel, pixel_to_normalised, read_labels, write_labels
@@ -46,9 +48,27 @@ THRESHOLD_STEP = 0.05
 # how close a model proposal must be to that prediction to be used instead.
 TRACK_RADIUS = 4
 TRACK_AGREE = 3.0
+# A proposal snapped closer than this (pixels) to a better one is on the same target.
+SAME_TARGET = 1.0
 
 
 UNLABELLED = State()
+
+
+def snap_proposals(gray: np.ndarray, proposals: np.ndarray, radius: int = 3) -> np.ndarray:
+    """Each proposal (N, 3) ``u, v, score`` moved as a click there would be, best score first.
+    Where nothing stands out it stays; one that would land on a better proposal's point stays
+    where the model put it (a separate peak, for the labeller to judge), never a duplicate."""
+    h, w = gray.shape
+    out: list[tuple[float, float, float]] = []
+    for u, v, score in proposals[np.argsort(-proposals[:, 2], kind="stable")]:
+        found = snap_region(gray, u, v, radius).point
+        own = (min(max(float(u), -0.5), w - 0.5), min(max(float(v), -0.5), h - 0.5))
+        pu, pv = found if found is not None else own
+        if any(np.hypot(pu - a, pv - b) <= SAME_TARGET for a, b, _ in out):
+            pu, pv = own
+        out.append((pu, pv, float(score)))
+    return np.array(out, dtype=np.float64).reshape(-1, 3)
 
 
 class Session:
@@ -251,15 +271,30 @@ class Session:
                 found = np.asarray(self.proposer(self.raw), dtype=np.float64)
                 found = found.reshape(-1, found.shape[-1] if found.ndim == 2 else 2)
                 scores = found[:, 2] if found.shape[1] >= 3 else np.ones(len(found))
-                model = np.column_stack([found[:, :2], scores])
-                self.message = f"model: {len(model)} proposal{'s' if len(model) != 1 else ''}" + (
-                    " (n marks no target; Enter does nothing)" if not len(model) else "")
+                model = self._snapped_proposals(np.column_stack([found[:, :2], scores]))
+                self.message = self._proposal_message(model)
             except Exception as e:  # a model failure must not stop labelling
                 self.message = f"model failed on {self.name}: {e}"
         carried = self._carried_points(model) if self.carry else np.zeros((0, 3))
         self.proposals = carried if len(carried) else model
         if len(self.shown_proposals):
             self.pending.add(self.index)
+
+    def _snapped_proposals(self, model: np.ndarray) -> np.ndarray:
+        if not self.snap or self.gray is None:
+            return model
+        return snap_proposals(self.gray, model, self.snap_radius)
+
+    def _proposal_message(self, model: np.ndarray) -> str:
+        """What the model found, in words that never suggest "no target" when it is merely unsure."""
+        if not len(model):
+            return "model: 0 proposals (n marks no target; Enter does nothing)"
+        shown = int((model[:, 2] >= self.score_threshold - 1e-12).sum())
+        if shown:
+            return f"model: {shown} proposal{'s' if shown != 1 else ''}" + (
+                f" (+{len(model) - shown} weaker: , shows them)" if shown < len(model) else "")
+        return (f"model: 0 proposals >= {self.score_threshold:.2f} ({len(model)} weaker: , shows them): "
+                "look, click, or n if there is none")
 
     def _carried_points(self, model: np.ndarray) -> np.ndarray:
         """The previous frame's points, each moved to where its motion over the last two frames
@@ -544,7 +579,7 @@ class Session:
         """The raw value(s) under pixel (u, v), as stored (all channels of a colour image)."""
         if self.raw is None:
             return ""
-        iu, iv = int(round(u)), int(round(v))
+        iu, iv = math.floor(u + 0.5), math.floor(v + 0.5)  # the pixel shown there (round() ties to even)
         h, w = self.raw.shape[:2]
         if not (0 <= iu < w and 0 <= iv < h):
             return ""
