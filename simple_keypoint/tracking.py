@@ -54,8 +54,8 @@ class TrackOptions:
 
     conf: float = 0.5  # detections at or above this may start a track
     keep_conf: float = 0.2  # a confirmed track continues with detections down to this
-    confirm_hits: int = 3  # M: detections ...
-    confirm_window: int = 5  # ... in the last N frames confirm a track
+    confirm_hits: int = 4  # M: detections ...
+    confirm_window: int = 6  # ... in the last N frames confirm a track
     max_missed: int = 5  # K: a track ends after this many frames unseen
     gate: float = 8.0  # px: the farthest a detection may be from a track's prediction
     min_move: float = 2.0  # px against the background before a track is confirmed (0: off)

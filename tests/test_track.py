@@ -65,7 +65,7 @@ def test_frame_labels_are_kept_apart_from_the_frame_count() -> None:
     for i in range(10):
         tracker.update(np.array([[10.0 + 2 * i, 20.0, 0.9]]), frame=2 * i)
     (summary,) = tracker.finish()
-    assert (summary.first_frame, summary.confirmed_frame, summary.last_frame, summary.detections) == (0, 4, 18, 10)
+    assert (summary.first_frame, summary.confirmed_frame, summary.last_frame, summary.detections) == (0, 6, 18, 10)
     assert summary.mean_speed == pytest.approx(2.0, abs=0.2)  # px per frame the tracker saw
 
 
