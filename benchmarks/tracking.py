@@ -501,7 +501,7 @@ def sweep(seqs: list[Detected], base: TrackOptions, markdown: bool) -> str:
     """Each option varied alone around ``base``, on the moving kinds (overall) and on hover."""
     variants: list[tuple[str, TrackOptions]] = [("defaults", base)]
     grid = {"conf": [0.3, 0.4, 0.6, 0.7], "keep_conf": [0.1, 0.15, 0.3, base.conf],
-            "confirm": [(2, 3), (3, 4), (4, 6), (5, 8)], "max_missed": [2, 3, 8, 12], "gate": [4.0, 6.0, 10.0, 14.0],
+            "confirm": [(2, 3), (3, 5), (5, 7), (5, 8)], "max_missed": [2, 3, 8, 12], "gate": [4.0, 6.0, 10.0, 14.0],
             "min_move": [0.0, 1.0, 3.0, 4.0], "accel": [0.2, 1.0], "noise": [0.4, 1.2], "motion": [False]}
     for name, values in grid.items():
         for value in values:
