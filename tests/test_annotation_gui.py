@@ -8,6 +8,7 @@ run is not tested.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -642,3 +643,87 @@ def test_xdotool_thirty_frame_sequence_one_click_then_one_key_per_frame(display,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- issue 20: the pixel under the pointer, proposals, dim targets, help and file list -------------
+def move_pointer(gui: Driver, x: int, y: int) -> None:
+    """The real X pointer to canvas pixel (x, y) (xdotool), then Tk reads its events."""
+    rx, ry = gui.canvas.winfo_rootx() + x, gui.canvas.winfo_rooty() + y
+    subprocess.run(["xdotool", "mousemove", "--sync", str(rx), str(ry)], check=True, timeout=10)
+    gui.pump()
+
+
+def readout(gui: Driver) -> tuple[float, float, int]:
+    """The status bar's cursor position and pixel value: 'x U y V = VALUE'."""
+    import re
+
+    found = re.search(r"x (-?[\d.]+) y (-?[\d.]+) = (\d+)", gui.status())
+    assert found, gui.status()
+    return float(found[1]), float(found[2]), int(found[3])
+
+
+def set_zoom(gui: Driver, scale: float, centre: tuple[float, float]) -> None:
+    """Zoom to exactly ``scale`` with image point ``centre`` at the canvas centre."""
+    view = gui.app.view
+    cw, ch = view.canvas
+    view.scale = scale
+    # Pixel edges 0.3 screen px right of (below) a screen pixel's position: drawing that pixel
+    # from its centre instead (half a screen pixel further) would show the neighbouring image pixel.
+    view.x0 = math.floor(cw / 2 - (centre[0] + 0.5) * scale) + 0.3
+    view.y0 = math.floor(ch / 2 - (centre[1] + 0.5) * scale) + 0.3
+    gui.app.fitted = False
+    gui.app._view_changed()
+    gui.pump()
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0, 7.5])
+def test_xdotool_pointer_reads_and_clicks_the_pixel_it_is_on(display, tmp_path, scale):
+    """At every zoom: the readout names the image pixel drawn under the real pointer (its value is
+    the one on screen there) and an unsnapped click lands on the pointer's position."""
+    if shutil.which("xdotool") is None:
+        pytest.fail("xdotool is needed: apt-get install xdotool")
+    from landmark_annotation.display import apply_window
+
+    images = tmp_path / "images"
+    images.mkdir()
+    raw = np.random.default_rng(7).integers(0, 256, (1600, 2400)).astype(np.uint8)
+    write(images / "noise.png", raw)
+    gui = Driver(Session(images, snap=False))
+    try:
+        set_zoom(gui, scale, (1203.3, 797.8))
+        view = gui.app.view
+        cw, ch = view.canvas
+        move_pointer(gui, cw // 2, ch + 5)  # off the canvas: no crosshair on the screenshot
+        shot = grab_screen(gui.canvas.winfo_rootx() + cw, gui.canvas.winfo_rooty() + ch)[:, :, 0].astype(int)
+        shot = shot[gui.canvas.winfo_rooty():, gui.canvas.winfo_rootx():]
+        lo, hi = gui.app.levels
+        # 30 neighbouring columns on two rows: every boundary between image pixels is crossed.
+        for y in (ch // 2 - 7, ch // 2 + 4):
+            for x in range(cw // 2 - 15, cw // 2 + 15):
+                move_pointer(gui, x, y)
+                u, v, value = readout(gui)
+                assert (u, v) == pytest.approx(view.to_image(x, y), abs=0.006)
+                pu, pv = int(np.floor(u + 0.5)), int(np.floor(v + 0.5))
+                assert value == raw[pv, pu], (scale, x, y)
+                if scale >= 1:  # one image pixel per screen pixel: the value is what is drawn
+                    assert shot[y, x] == apply_window(raw[pv:pv + 1, pu:pu + 1], lo, hi)[0, 0, 0], (scale, x, y)
+                else:  # the drawn pixel is the mean of the image pixels centred in it, the read one among them
+                    us = [k for k in range(pu - 3, pu + 4) if x - 0.5 <= view.x0 + (k + 0.5) * scale < x + 0.5]
+                    vs = [k for k in range(pv - 3, pv + 4) if y - 0.5 <= view.y0 + (k + 0.5) * scale < y + 0.5]
+                    assert pu in us and pv in vs, (x, y, us, vs)
+                    mean = raw[np.ix_(vs, us)].astype(np.float32).mean()
+                    assert abs(shot[y, x] - int(apply_window(np.array([[mean]]), lo, hi)[0, 0, 0])) <= 1
+        # Unsnapped clicks land where the pointer is (the centre of its screen pixel).
+        for k, (x, y) in enumerate([(cw // 2 + 3, ch // 2 - 2), (cw // 2 - 19, ch // 2 + 6), (cw // 2 + 1, ch // 2 + 21)]):
+            move_pointer(gui, x, y)
+            subprocess.run(["xdotool", "click", "1"], check=True, timeout=10)
+            gui.pump()
+            assert len(gui.session.state.points) == k + 1
+            point = gui.session.state.points[k]
+            error = np.hypot(*np.subtract(point, view.to_image(x, y)))
+            assert error <= 0.05, (scale, error)
+            pu, pv = (int(np.floor(c + 0.5)) for c in point)
+            if scale >= 1:  # and on the pixel drawn under the pointer
+                assert shot[y, x] == apply_window(raw[pv:pv + 1, pu:pu + 1], lo, hi)[0, 0, 0], (scale, x, y)
+    finally:
+        gui.close()
