@@ -124,7 +124,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_tracker_memory_stays_flat() -> None:
-    """Clutter blips and two targets over 3,000 frames: the live tracks stay few and nothing per frame is kept."""
+    """Clutter blips and two targets over 2,000 frames: the live tracks stay few and nothing per frame is kept."""
     import tracemalloc
 
     rng = np.random.default_rng(0)
@@ -132,17 +132,17 @@ def test_tracker_memory_stays_flat() -> None:
     tracemalloc.start()
     sizes = []
     try:
-        for t in range(3000):
+        for t in range(2000):
             clutter = np.column_stack([rng.uniform(0, 640, (8, 2)), rng.uniform(0.2, 0.9, 8)])
             targets = np.array([[100 + (3 * t) % 400, 200, 0.9], [300, 50 + (2 * t) % 300, 0.8]])
             tracker.update(np.vstack([targets, clutter]), rng.normal(0, 0.5, 2), size=(640, 512))
             tracker.take_ended()
-            if t + 1 in (1000, 3000):
+            if t + 1 in (500, 2000):
                 sizes.append(tracemalloc.get_traced_memory()[0])
     finally:
         tracemalloc.stop()
     assert len(tracker.tracks) < 40
-    assert sizes[1] - sizes[0] < 200_000, f"grew by {(sizes[1] - sizes[0]) / 1e3:.0f} kB over 2,000 frames"
+    assert sizes[1] - sizes[0] < 200_000, f"grew by {(sizes[1] - sizes[0]) / 1e3:.0f} kB over 1,500 frames"
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -244,3 +244,33 @@ def test_bad_tracking_options_are_argument_errors(capsys: pytest.CaptureFixture)
         main(["--confirm", "6", "5"])
     assert exit_info.value.code == 2
     assert "error: --confirm M N needs 1 <= M <= N <= 62, got M=6 N=5" in capsys.readouterr().err
+
+
+def test_a_webcam_is_tracked_until_it_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simple_keypoint import detect as detect_module
+    from simple_keypoint.detect import DetectOptions, Source, detect
+    from simple_keypoint.paths import shipped_weights
+    from simple_keypoint.predict import load_model
+
+    frames = [cv2.cvtColor(f, cv2.COLOR_GRAY2BGR) for f in moving_target_frames(14)]
+
+    class Camera:  # gives the frames, then stops delivering
+        def isOpened(self) -> bool:  # noqa: N802  (OpenCV's name)
+            return True
+
+        def get(self, prop: int) -> float:
+            return 0.0
+
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            return (True, frames.pop(0)) if frames else (False, None)
+
+        def release(self) -> None:
+            pass
+
+    monkeypatch.setattr(detect_module, "open_capture", lambda source: Camera())
+    model = load_model(shipped_weights("heatmap"), device="cpu")
+    report = detect(model, [Source("camera", "0")], tmp_path, DetectOptions(track=TrackOptions()))
+    assert report.failures == ["camera 0: stopped delivering frames after 14 frame(s)"]
+    assert report.videos == [tmp_path / "camera0.mp4", tmp_path / "camera0.csv", tmp_path / "camera0_tracks.csv"]
+    assert {r["track_id"] for r in confirmed_rows(tmp_path / "camera0.csv")} == {"1"}
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
