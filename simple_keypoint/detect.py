@@ -73,8 +73,9 @@ class Source:
     def stem(self) -> str:
         if self.kind == "camera":
             return f"camera{self.location}"
-        if self.kind == "frames" and any(c in self.location for c in "*?["):
-            return Path(self.location).parent.name or "frames"
+        if self.kind == "frames":  # a folder (".", "frames/") or a glob ("frames/*.png"): the folder's name
+            folder = Path(self.location).parent if any(c in self.location for c in "*?[") else Path(self.location)
+            return folder.resolve().name or "frames"
         if self.kind == "url":
             return "stream_" + re.sub(r"[^\w.-]+", "_", self.location.split("://", 1)[1]).strip("_")[:60]
         return Path(self.location).stem
