@@ -30,6 +30,7 @@ import csv
 import json
 import math
 import resource
+import shutil
 import sys
 import time
 import warnings
@@ -537,6 +538,7 @@ def speed_rows(model, folder: Path, out: Path, options: TrackOptions, repeats: i
     tracker's detection threshold, and tracking; runs interleaved, the best of ``repeats`` each."""
     from simple_keypoint.detect import DetectOptions, detect, list_sources
 
+    out.mkdir(parents=True, exist_ok=True)
     video = write_video(folder, out / f"{folder.name}.avi")
     runs = {f"detect, threshold {model.conf:g} (the model's)": DetectOptions(),
             f"detect, threshold {options.detect_conf:g}": DetectOptions(conf=options.detect_conf, max_points=DET_MAX),
@@ -544,10 +546,13 @@ def speed_rows(model, folder: Path, out: Path, options: TrackOptions, repeats: i
     best: dict[str, float] = {}
     frames = 0
     for r in range(repeats):
-        for label, det_options in runs.items():
-            target = out / f"speed_{r}_{len(best)}_{abs(hash(label)) % 1000}"
-            target.mkdir(parents=True, exist_ok=True)
+        for i, (label, det_options) in enumerate(runs.items()):
+            target = out / f"run{r}_{i}"
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
             report = detect(model, list_sources(str(video)), target, det_options)
+            if report.failures:
+                raise SystemExit(f"speed run failed: {report.failures[0]}")
             frames = report.frames
             best[label] = max(best.get(label, 0.0), report.frames_per_second)
     base = best[next(label for label in runs if label.startswith(f"detect, threshold {options.detect_conf:g}"))]
