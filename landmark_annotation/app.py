@@ -382,7 +382,7 @@ class AnnotationApp:
                 self.files.see("end")
 
     def _on_files_motion(self, event: tk.Event) -> None:
-        """Hovering a row whose name is cut shows the whole name over the list."""
+        """Hovering a row shows its whole name beside the list (the list may cut it in the middle)."""
         row = self.files.nearest(event.y)
         box = self.files.bbox(row) if 0 <= row < len(self._file_names) else None
         if box is None or event.y > box[1] + box[3]:
@@ -390,8 +390,8 @@ class AnnotationApp:
             return
         name = self._file_names[row]
         self.file_tip.config(text=name)
-        x = self.files.winfo_x() + self.files.winfo_width()
-        self.file_tip.place(x=x, y=self.files.winfo_y() + box[1], anchor="ne")
+        # Left of the list, over the canvas: never under the pointer (that would leave the list).
+        self.file_tip.place(x=self.files.winfo_x() - 2, y=self.files.winfo_y() + box[1], anchor="ne")
         self.file_tip.lift()
 
     def _on_file_pick(self, event: tk.Event) -> None:

@@ -26,10 +26,10 @@ COLORMAPS = {"gray": None, "inferno": cv2.COLORMAP_INFERNO, "jet": cv2.COLORMAP_
 MAX_ZOOM = 64.0
 # Half-size of the box around the cursor that key b windows on.
 BOX_HALF = 32
-# Background-subtracted view: smoothing matched to a 1-3 px spot, and an opening wider than the
-# largest point target (so the target is not part of the background).
+# Background-subtracted view: smoothing matched to a 1-3 px spot, and an opening wider than such a
+# spot (so it is not part of the background) but narrow enough to follow curved cloud tops.
 SPOT_SIGMA = 1.0
-TOPHAT_SIZE = 15
+TOPHAT_SIZE = 9
 
 
 def _step(steps: tuple[float, ...], value: float, direction: int) -> float:
