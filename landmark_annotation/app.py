@@ -31,7 +31,7 @@ STATE_COLOURS = {"unlabelled": "#b0b0b0", "labelled": "#00c050", "no target": "#
 # The file list: state words (short), and how many characters of each name it shows.
 STATE_WORDS = {"proposals pending": "proposals"}
 STATE_WIDTH = 10
-FILE_NAME_MIN, FILE_NAME_MAX = 20, 44
+FILE_NAME_MIN, FILE_NAME_MAX = 20, 36
 HIT_PIXELS = 8  # a click this close (on screen) to a point grabs it instead of adding one
 ZOOM_STEP = 1.25
 ERROR_WORDS = ("NOT SAVED", "malformed", "unreadable", "cannot", "failed", "error", "Error")
@@ -620,7 +620,7 @@ class AnnotationApp:
             keys2, text2 = items[1]
             top = c.bbox(items[0][0])[3] + 17
             c.coords(keys2, 20, top)
-            c.coords(text2, c.bbox(items[0][1])[0], top)
+            c.coords(text2, c.coords(items[0][1])[0], top)
         x0, y0, x1, y1 = c.bbox("help")
         self.help_too_tall = y1 + 10 > ch
         if self.help_too_tall:  # still too tall: scroll (wheel) within the canvas
