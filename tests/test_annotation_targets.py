@@ -290,3 +290,31 @@ def test_labelme_and_coco_open_and_save_through_the_converter(three, tmp_path):
     assert np.allclose(read_labels(other.label_path(1))[:, :2], [[0.25, 0.5]], atol=1e-6)
     assert json.loads((out / "coco.json").read_text())["images"][0]["file_name"] == "a.png"
     assert interchange.open_coco(other, tmp_path / "missing.json").problems[0].startswith(str(tmp_path / "missing.json"))
+
+
+# ---- issue 20: the proposal measurement runs end to end (tiny model, tiny data) -------------------
+def test_proposal_accuracy_script_on_a_tiny_dataset(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from landmark_annotation import proposal_accuracy
+    from simple_keypoint.checkpoint import save_checkpoint
+    from simple_keypoint.heatmap.model import HeatmapNet
+    from simple_keypoint.labels import pixel_to_normalised, write_labels
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:48, :64]
+    for k in range(6):
+        u, v = rng.uniform(10, 54), rng.uniform(10, 38)
+        image = 30 + 150 * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / 2) + rng.normal(0, 2, xx.shape)
+        write_image(data / "images" / f"f{k}.png", image.clip(0, 255).astype(np.uint8))
+        write_labels(data / "labels" / f"f{k}.txt", pixel_to_normalised(np.array([[u, v]]), 64, 48))
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    save_checkpoint(weights, {"method": "heatmap", "model_args": {"widths": [4, 8]}, "model_state": HeatmapNet((4, 8)).state_dict(),
+                              "decode": {"conf": 0.5, "max_points": 3},
+                              "train_args": {"val": None, "val_fraction": 0.5, "seed": 0}})
+    assert proposal_accuracy.main(["--weights", str(weights), "--val-data", str(data), "--test-data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "labelling threshold" in out and out.count("| test (") == 2 and "| validation (" in out
