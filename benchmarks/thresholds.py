@@ -7,7 +7,9 @@ SIRST, NUDT-SIRST and the HIT-UAV clutter frames of the shipped recipe) is score
 threshold 0; then, for the thresholds that pooled budgets of 0.1 ... 10 false alarms per MPx pick
 (``evaluate.pick_threshold``, as training and ``simple_keypoint.threshold`` pick them), each
 dataset's Pd@3px, false alarms per image and per MPx. Ground clutter (HIT-UAV) has no targets: its
-row is the false alarms the threshold lets through on real ground frames. Never run on test data.
+column is the false alarms the threshold lets through on real ground frames, and a second column
+the same frames enlarged 2x (ground seen from closer, as large ground-level frames show it). Never
+run on test data.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import io
 import sys
 from pathlib import Path
 
+from benchmarks.accuracy import resized_up
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
 from simple_keypoint.dataset import DatasetError
 from simple_keypoint.evaluate import pick_threshold, predict_all, score
@@ -36,6 +39,9 @@ def curves(path: str) -> tuple[list[str], list[list[str]], dict[str, list[tuple[
     results = predict_all(model, val)
     sources = sorted({s.source for s in val})
     parts = {src: [r for r, s in zip(results, val, strict=True) if s.source == src] for src in sources}
+    for src in [src for src in sources if not any(len(s.points) for s in val if s.source == src)]:  # clutter
+        sources.append(f"{src} x2")
+        parts[sources[-1]] = predict_all(model, resized_up([s for s in val if s.source == src]))
     stored = float(checkpoint.get("decode", {}).get("conf", model.conf))
     header = ["budget FA/MPx (pooled)", "threshold"] + [f"{Path(src).parent.name}/{Path(src).name}" for src in sources]
     rows, points = [], {src: [] for src in sources}

@@ -404,8 +404,12 @@ class MixedCropDataset(torch.utils.data.Dataset):
     def __init__(self, sources: list[list[Sample]], shares: list[float], length: int, crop_size: int, seed: int = 0,
                  target_fraction: float = 0.8, keep_one: bool = False, clutter: list[Sample] | None = None,
                  clutter_share: float = 0.0, patches: list[Patch] | None = None, paste_prob: float = 0.0,
-                 hard_share: float = 0.0, max_points: int = 16, spreads: bool = False, composite: float = 0.0):
+                 hard_share: float = 0.0, max_points: int = 16, spreads: bool = False, composite: float = 0.0,
+                 clutter_zoom: float = 1.0):
         self.clutter = clutter or []
+        # Clutter crops (not the mined ones) are enlarged by up to this factor: ground seen from closer
+        # than the clutter frames' altitude shows larger edges and hot patches; pasted targets stay small.
+        self.clutter_zoom = clutter_zoom
         self.spreads = spreads  # points carry each object's spread (see CropDataset)
         # Share of pasted objects made of 2-4 small hot spots with one point (see composite_patch).
         self.composite = composite
@@ -430,6 +434,8 @@ class MixedCropDataset(torch.utils.data.Dataset):
         size = self.crop_size
         for _ in range(20):
             hard = bool(self.hard) and rng.random() < self.hard_share
+            zoom = 1.0 if hard or self.clutter_zoom <= 1 else float(np.exp(rng.uniform(0.0, np.log(self.clutter_zoom))))
+            region = max(int(round(size / zoom)), 8)
             k, u, v = self.hard[rng.integers(len(self.hard))] if hard else (int(rng.integers(len(self.clutter))), 0.0, 0.0)
             frame = self.clutter[k].image
             h, w = frame.shape
@@ -437,14 +443,14 @@ class MixedCropDataset(torch.utils.data.Dataset):
                 x0 = int(np.clip(np.floor(rng.uniform(u + 8 - size, u - 8)), 0, max(w - size, 0)))
                 y0 = int(np.clip(np.floor(rng.uniform(v + 8 - size, v - 8)), 0, max(h - size, 0)))
             else:
-                x0, y0 = int(rng.integers(0, max(w - size, 0) + 1)), int(rng.integers(0, max(h - size, 0) + 1))
+                x0, y0 = int(rng.integers(0, max(w - region, 0) + 1)), int(rng.integers(0, max(h - region, 0) + 1))
             sums = self._blocked_sums[k]
-            x1, y1 = min(x0 + size, w), min(y0 + size, h)
+            x1, y1 = min(x0 + region, w), min(y0 + region, h)
             if sums is not None and sums[y1, x1] - sums[y0, x1] - sums[y1, x0] + sums[y0, x0] > 0:
                 continue
-            crop = np.zeros((size, size), np.float32)
+            crop = np.zeros((region, region), np.float32)
             crop[:y1 - y0, :x1 - x0] = frame[y0:y1, x0:x1]
-            return crop
+            return crop if region == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
         return np.zeros((size, size), np.float32)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -142,6 +142,9 @@ def add_clutter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--composite", type=float, default=0.3,
                    help="share of pasted objects made of 2-4 small hot spots a few px apart with one point at their "
                         "centroid (a close aircraft: engines, wing tips), so the net puts one point on such an object")
+    p.add_argument("--clutter-zoom", type=options.number(float, 1.0), default=1.0,
+                   help="clutter crops are enlarged by a random factor up to this (1: never), so that ground seen "
+                        "from closer than the clutter frames' altitude is in training too; targets pasted in stay small")
     p.add_argument("--hard-share", type=float, default=0.5,
                    help="share of clutter crops centred on the model's strongest false alarms, mined after each epoch")
     p.add_argument("--mine-frames", type=int, default=60, help="clutter frames searched for false alarms after each epoch")
@@ -475,7 +478,7 @@ def _train(args: argparse.Namespace, method: Method, model_args: dict[str, Any],
                                  args.crop, args.seed, args.target_fraction, method.keep_target_in_crop, clutter,
                                  getattr(args, "clutter_share", 0.0), patches, getattr(args, "paste", 0.0),
                                  getattr(args, "hard_share", 0.0), spreads=spreads,
-                                 composite=getattr(args, "composite", 0.0))
+                                 composite=getattr(args, "composite", 0.0), clutter_zoom=getattr(args, "clutter_zoom", 1.0))
     val_set = CropDataset(val_samples, args.crop, args.seed + 1, augment=False, keep_one=method.keep_target_in_crop,
                           spreads=spreads)
     val_samples += clutter_val

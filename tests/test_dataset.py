@@ -165,3 +165,25 @@ def test_unblocked_drops_points_on_blocked_pixels_only():
     points = np.array([[4.2, 3.4, 0.9], [4.6, 5.4, 0.8], [11.7, 9.6, 0.5], [2.4, 2.0, 0.4]])
     np.testing.assert_array_equal(sample.unblocked(points), points[[1, 2, 3]])  # 4.6, 5.4 rounds to row 5: free
     assert Sample("y", sample.image, sample.points).unblocked(points) is points
+
+
+def test_clutter_zoom_enlarges_clutter_crops_only_when_asked():
+    """--clutter-zoom: a clutter crop shows a smaller region enlarged (fewer distinct edges per crop);
+    zoom 1 keeps the crops and their random stream exactly as before."""
+    from simple_keypoint.dataset import MixedCropDataset
+
+    rng = np.random.default_rng(0)
+    frame = np.zeros((200, 200), np.float32)
+    frame[:, ::4] = 1.0  # stripes 4 px apart: enlarged, they are farther apart
+    clutter = [Sample("ground", frame + 0.01 * rng.standard_normal(frame.shape).astype(np.float32), np.zeros((0, 2)))]
+
+    def crops(zoom):
+        d = MixedCropDataset([[]], [0.0], 20, 64, seed=3, clutter=clutter, clutter_share=1.0, clutter_zoom=zoom)
+        return [d._clutter_crop(np.random.default_rng(i)) for i in range(20)]
+
+    plain, zoomed, same = crops(1.0), crops(3.0), crops(1.0)
+    assert all(c.shape == (64, 64) for c in plain + zoomed)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, same, strict=True))
+    def edges(c):
+        return int((np.abs(np.diff(c[32] > 0.5)) > 0).sum())
+    assert np.mean([edges(c) for c in zoomed]) < 0.8 * np.mean([edges(c) for c in plain])
