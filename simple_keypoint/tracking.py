@@ -43,6 +43,7 @@ from simple_keypoint.options import FRACTION, number
 # min_move is measured over at most this many recent frames, so that a small error of the camera
 # shift, summed over a long time, never makes still clutter look as if it moved.
 MOVE_WINDOW = 30
+SETTLE_WINDOW = 20  # a confirmed track that has not moved over this many frames ends
 MOTION_POINTS = 5  # detections the line is fitted to, at least (two clutter peaks a few px apart look like motion)
 MOTION_Z = 4.0  # how clearly a track's fitted speed must stand above its jitter to count as moving
 CHI2_GATE = 13.8  # squared Mahalanobis distance: 99.9 % of a 2-D Gaussian
@@ -112,7 +113,7 @@ class TrackSummary:
 
 class _Track:
     __slots__ = ("age", "birth", "birth_step", "check_step", "confirmed_frame", "confirmed_step", "history", "hits",
-                 "last_hit", "missed", "path", "score_sum", "speed_n", "speed_sum", "sums", "track_id", "trail")
+                 "last_hit", "missed", "path", "score_sum", "speed_n", "speed_sum", "track_id", "trail")
 
     def __init__(self, step: int, frame: int, origin: np.ndarray, score: float, trail: int):
         self.track_id = 0
@@ -122,51 +123,49 @@ class _Track:
         self.history = 1  # bit i: a detection i frames ago
         self.hits, self.missed, self.age = 1, 0, 0
         # Its recent detections (frames since birth, u, v in scene coordinates: image position minus the
-        # camera's offset) and their running sums (n, t, t^2, u, v, tu, tv, u^2 + v^2), for min_move.
+        # camera's offset), for min_move.
         self.path: deque[tuple[float, float, float]] = deque()
-        self.sums = [0.0] * 8
         self.add_point(step, origin)
         self.score_sum, self.speed_sum, self.speed_n = score, 0.0, 0
         self.trail: deque[tuple[float, float]] = deque(maxlen=trail)  # scene coordinates
 
     def add_point(self, step: int, point: np.ndarray) -> None:
-        """A detection's scene position, into the window ``moved`` looks at (running sums: O(1))."""
+        """A detection's scene position, into the window ``moved`` looks at."""
         t = float(step - self.birth_step)
-        u, v = float(point[0]), float(point[1])
-        self.path.append((t, u, v))
-        self.sums = [a + b for a, b in zip(self.sums, (1.0, t, t * t, u, v, t * u, t * v, u * u + v * v), strict=True)]
+        self.path.append((t, float(point[0]), float(point[1])))
         while self.path[0][0] <= t - MOVE_WINDOW:
-            t0, u0, v0 = self.path.popleft()
-            self.sums = [a - b for a, b in zip(self.sums, (1.0, t0, t0 * t0, u0, v0, t0 * u0, t0 * v0, u0 * u0 + v0 * v0),
-                                               strict=True)]
+            self.path.popleft()
 
-    def moved(self, jitter: float) -> float:
-        """How far its detections moved in the scene over the last MOVE_WINDOW frames, by a straight
+    def moved(self, jitter: float, window: int = MOVE_WINDOW) -> float:
+        """How far its detections moved in the scene over the last ``window`` frames, by a straight
         line fitted to them (speed x time span). 0 for fewer than MOTION_POINTS detections, and
         unless the speed stands MOTION_Z standard errors clear of zero, the detections' scatter about
         the line taken as at least ``jitter``."""
-        n, st, stt, su, sv, stu, stv, spp = self.sums
+        path = np.array(self.path)
+        path = path[path[:, 0] > path[-1, 0] - window]
+        n = len(path)
         if n < MOTION_POINTS:
             return 0.0
-        spread = stt - st * st / n
+        t = path[:, 0] - path[:, 0].mean()
+        spread = float(t @ t)
         if spread <= 0:
             return 0.0
-        slope_u, slope_v = (stu - st * su / n) / spread, (stv - st * sv / n) / spread
-        speed2 = slope_u * slope_u + slope_v * slope_v
-        rss = max(spp - (su * su + sv * sv) / n - speed2 * spread, 0.0)
+        centred = path[:, 1:] - path[:, 1:].mean(axis=0)
+        slope = t @ centred / spread
+        speed2 = float(slope @ slope)
+        rss = max(float((centred * centred).sum()) - speed2 * spread, 0.0)
         sigma = max(jitter, math.sqrt(rss / (2 * (n - 2))))
         speed = math.sqrt(speed2)
         if speed * math.sqrt(spread) < MOTION_Z * sigma:
             return 0.0
         # Both halves must move the same way at a like speed: a track that hopped once between two
         # clutter peaks fits a line too, but one of its halves stands still.
-        path = np.array(self.path)
-        for half in (path[: len(path) // 2 + 1], path[len(path) // 2:]):
-            t = half[:, 0] - half[:, 0].mean()
-            slope = t @ (half[:, 1:] - half[:, 1:].mean(axis=0)) / max(float(t @ t), 1e-9)
-            if float(slope @ (slope_u, slope_v)) < 0.5 * speed2:
+        for half in (path[: n // 2 + 1], path[n // 2:]):
+            th = half[:, 0] - half[:, 0].mean()
+            half_slope = th @ (half[:, 1:] - half[:, 1:].mean(axis=0)) / max(float(th @ th), 1e-9)
+            if float(half_slope @ slope) < 0.5 * speed2:
                 return 0.0
-        return speed * (self.path[-1][0] - self.path[0][0])
+        return speed * float(path[-1, 0] - path[0, 0])
 
     def summary(self) -> TrackSummary:
         return TrackSummary(self.track_id, self.birth, self.confirmed_frame, self.last_hit, self.hits,
@@ -237,12 +236,14 @@ class PointTracker:
         return list(zip(tracks[r[keep]].tolist(), dets[c[keep]].tolist(), strict=True))
 
     def settled(self, track: _Track) -> bool:
-        """A confirmed track that has stood still for MOVE_WINDOW frames (it slid from a target onto
-        still clutter, or the target stopped): checked every few frames."""
-        if self.step - track.confirmed_step < MOVE_WINDOW or self.step < track.check_step:
+        """A confirmed track that has stood still for SETTLE_WINDOW frames (it slid from a target onto
+        still clutter, was clutter that seemed to move while it was confirmed, or the target stopped):
+        checked every few frames."""
+        if self.step - track.confirmed_step < SETTLE_WINDOW or self.step < track.check_step:
             return False
         track.check_step = self.step + 5
-        return track.sums[0] >= MOVE_WINDOW / 2 and track.moved(self.options.jitter) < self.options.min_move
+        recent = sum(1 for t, _, _ in track.path if t > track.path[-1][0] - SETTLE_WINDOW)
+        return recent >= SETTLE_WINDOW / 2 and track.moved(self.options.jitter, SETTLE_WINDOW) < self.options.min_move
 
     def _inside(self, size: tuple[int, int] | None) -> Callable[[np.ndarray], bool]:
         """Whether a point is ``border`` px or more inside a frame of ``size``: clutter cut by the edge
