@@ -96,6 +96,7 @@ def test_teacher_takes_a_shipped_name() -> None:
 
 def test_weights_help_lists_the_names(tmp_path: Path) -> None:
     """Every command taking weights says which names it knows (one process: the installed package's parsers)."""
+    installed_command()  # the package must be installed: the script runs with nothing of the checkout on the path
     script = ("import contextlib, io, sys\nfrom simple_keypoint import cli\n"
               "for argv in (['detect'], ['evaluate'], ['export'], ['threshold'], ['label']):\n"
               "    out = io.StringIO()\n"
