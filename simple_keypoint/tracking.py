@@ -141,6 +141,8 @@ class _Track:
         line fitted to them (speed x time span). 0 for fewer than MOTION_POINTS detections, and
         unless the speed stands MOTION_Z standard errors clear of zero, the detections' scatter about
         the line taken as at least ``jitter``."""
+        if len(self.path) < MOTION_POINTS:  # most tentative tracks: no array to build
+            return 0.0
         path = np.array(self.path)
         path = path[path[:, 0] > path[-1, 0] - window]
         n = len(path)
