@@ -537,6 +537,45 @@ def to_coco(dataset: Path, out_file: Path, overwrite: bool) -> int:
                         else "nothing written")
 
 
+def from_boxes(root: Path, out: Path, every: int, part: str, overwrite: bool, progress: bool) -> int:
+    """``boxes`` subcommand: ROOT/videos + ROOT/boxes -> OUT/images, OUT/labels (one point per box) and
+    OUT/masks (each box's bright region)."""
+    from simple_keypoint.boxes import BoxError, box_videos, boxed_frames, split_videos
+
+    report = Report()
+    try:
+        pairs = split_videos(box_videos(root), part)
+    except BoxError as e:
+        report.failed.append(str(e))
+        return report.print("0 frames written")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    frames = points_total = 0
+    for video, boxes in tqdm(pairs, desc="boxes -> points", unit="video", disable=not progress):
+        try:
+            for item in boxed_frames(video, boxes, every):
+                stem = f"{item.video}_{item.index:05d}"
+                image_path, label_path = out / "images" / f"{stem}.png", out / "labels" / f"{stem}.txt"
+                if report.keeps(label_path, overwrite):
+                    continue
+                ok, png = cv2.imencode(".png", item.gray)
+                if not ok:
+                    raise BoxError(f"{video}: frame {item.index} cannot be encoded")
+                atomic_write(image_path, png.tobytes())
+                ok, mask = cv2.imencode(".png", item.mask.astype(np.uint8) * 255)
+                if not ok:
+                    raise BoxError(f"{video}: frame {item.index}: its mask cannot be encoded")
+                atomic_write(out / "masks" / f"{stem}.png", mask.tobytes())
+                h, w = item.gray.shape[:2]
+                write_labels(label_path, pixel_to_normalised(item.points, w, h).clip(0.0, 1.0))
+                frames += 1
+                points_total += len(item.points)
+        except BoxError as e:
+            report.failed.append(str(e))
+    return report.print(f"{len(pairs)} video(s) ({part}): {frames} frame(s) written with {points_total} point(s) to {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from simple_keypoint.options import HelpFormatter
 
@@ -569,8 +608,19 @@ def main(argv: list[str] | None = None) -> int:
     coco_out.add_argument("dataset", type=Path, help="folder holding images/ and labels/")
     coco_out.add_argument("--out", type=Path, default=None,
                           help="output file (default: DATASET/keypoints_coco.json)")
+    boxes = add("boxes", "ROOT/videos + ROOT/boxes (frame,label,x,y,width,height per box) -> OUT/images + OUT/labels + "
+                         "OUT/masks: one point per box, its bright region's centroid")
+    boxes.add_argument("root", type=Path, help="folder holding videos/<name>.mp4 and boxes/<name>.csv (drone-ir's layout)")
+    boxes.add_argument("out", type=Path, help="dataset folder to write images/ and labels/ into")
+    boxes.add_argument("--every", type=int, default=30, help="keep every N-th frame that has boxes")
+    boxes.add_argument("--part", choices=("train", "val", "test", "all"), default="all",
+                       help="videos to convert: within each class in name order the 10th, 20th, ... video is val, "
+                            "the 5th, 15th, ... test, the rest train")
+    boxes.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
+        if args.command == "boxes":
+            return from_boxes(args.root, args.out, max(args.every, 1), args.part, args.overwrite, not args.quiet)
         if args.command == "masks":
             return convert_masks(args.dataset, args.overwrite, args.empty_is_no_target, not args.quiet)
         if args.command == "from-labelme":

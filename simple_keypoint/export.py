@@ -29,6 +29,7 @@ onnxscript package, which is not a dependency.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import io
 import json
@@ -97,6 +98,10 @@ def onnx_model_bytes(checkpoint: dict[str, Any], opset: int = DEFAULT_OPSET, che
     for key, value in meta.items():
         model.metadata_props.add(key=f"{METADATA_PREFIX}{key}", value=value)
     model.doc_string = f"simple_keypoint {method.name} model; see python -m simple_keypoint.export --help"
+    if checkpoint.get("verifier"):
+        verifier, settings = verifier_onnx_bytes(checkpoint["verifier"], opset, path)
+        model.metadata_props.add(key=f"{METADATA_PREFIX}verifier", value=base64.b64encode(verifier).decode("ascii"))
+        model.metadata_props.add(key=f"{METADATA_PREFIX}verifier_settings", value=json.dumps(settings))
     onnx.checker.check_model(model)
     data = model.SerializeToString()
 
@@ -113,6 +118,43 @@ def onnx_model_bytes(checkpoint: dict[str, Any], opset: int = DEFAULT_OPSET, che
         got = session.run(None, {"image": x.numpy()})[0]
         worst = max(worst, float(np.abs(got - ref).max()))
     return data, worst
+
+
+def verifier_onnx_bytes(entry: dict[str, Any], opset: int = DEFAULT_OPSET,
+                        path: str | os.PathLike = "<checkpoint>") -> tuple[bytes, dict[str, Any]]:
+    """A checkpoint's verifier (its ``verifier`` entry) as a serialized ONNX model (windows (B, C, S,
+    S) -> logits (B,)), checked against PyTorch, and the settings prediction needs with it. It
+    travels inside the heatmap graph's metadata, so one .onnx file holds both."""
+    import onnx
+
+    from simple_keypoint.heatmap.verifier import CHANNELS, build_net, candidate_settings
+
+    try:
+        net = build_net(entry).eval()
+        net.load_state_dict(entry["state"])
+        conf, count = candidate_settings(entry)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: bad verifier entry ({_first_line(e)})") from None
+    size = int(entry.get("window", 32))
+    dummy = torch.randn(3, CHANNELS, size, size, generator=torch.Generator().manual_seed(0))
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (dummy,), buffer, dynamo=False, opset_version=opset, input_names=["windows"],
+                              output_names=["verifier_logits"], do_constant_folding=True,
+                              dynamic_axes={"windows": {0: "batch"}, "verifier_logits": {0: "batch"}})
+        model = onnx.load_from_string(buffer.getvalue())
+        onnx.checker.check_model(model)
+        data = model.SerializeToString()
+        got = onnx_session(data).run(None, {"windows": dummy.numpy()})[0]
+    except Exception as e:  # noqa: BLE001  (exporter and onnxruntime raise many unrelated types)
+        raise OnnxExportError(f"{path}: cannot export the verifier to ONNX ({_first_line(e)})") from None
+    with torch.inference_mode():
+        worst = float(np.abs(got - net(dummy).numpy()).max())
+    if worst > MAX_DIFFERENCE:
+        raise OnnxExportError(f"{path}: onnxruntime's verifier differs from PyTorch's by {worst:.1e}")
+    return data, {"candidate_conf": conf, "max_candidates": count, "window": size}
 
 
 def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAULT_OPSET,

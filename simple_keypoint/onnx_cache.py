@@ -71,14 +71,16 @@ def _read_entry(entry: Path, checkpoint_sha256: str, opset: int) -> bytes | None
     return model if record == _record(checkpoint_sha256, opset, model) else None
 
 
-def cached_onnx(path: str | os.PathLike, opset: int = DEFAULT_OPSET, refresh: bool = False) -> CachedExport:
+def cached_onnx(path: str | os.PathLike, opset: int = DEFAULT_OPSET, refresh: bool = False,
+                data: bytes | None = None) -> CachedExport:
     """The ONNX export of the checkpoint at ``path``: from the cache, or exported, checked against
-    PyTorch and stored. ``refresh``: export again even if an entry looks valid.
+    PyTorch and stored. ``refresh``: export again even if an entry looks valid. ``data``: the
+    file's bytes when already read (the key is their hash; ``path`` then only names it).
 
     Raises CheckpointError for an unusable checkpoint, OnnxExportError (a CheckpointError) when
     it cannot be exported or onnxruntime disagrees with PyTorch.
     """
-    data = read_checkpoint_bytes(path)
+    data = read_checkpoint_bytes(path) if data is None else data
     digest = hashlib.sha256(data).hexdigest()
     folder = cache_folder()
     entry = folder / f"{entry_stem(digest, opset)}.onnx"

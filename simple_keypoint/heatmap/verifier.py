@@ -1,0 +1,132 @@
+"""A second look at every candidate: a small CNN scores a full-resolution window around each peak.
+
+The U-shape's peaks, taken at a recall-leaning threshold, hold nearly every target; what one score
+from one small map cannot do is tell a dim spot on clean sky (a target) from the hot corner of a
+building (not one). The verifier sees, for each candidate, a ``WINDOW`` x ``WINDOW`` window of the
+frame around it at full resolution (the standardised gray minus the window's median, so only the
+local contrast counts), the U-shape's logits there, and the candidate's score relative to its frame
+as a constant plane; it outputs one logit, and its sigmoid is the score the user sees.
+
+It belongs to the heatmap checkpoint (key ``verifier``: its settings and weights) and runs wherever
+the heatmap model runs: :class:`simple_keypoint.predict.Localizer` calls :meth:`Verifier.rescore`
+on every frame, through PyTorch or through its own ONNX graph. Trained by
+:mod:`simple_keypoint.heatmap.train_verifier`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+WINDOW = 32
+CHANNELS = 3  # local contrast, U-shape logits, the candidate's relative score
+# Scales that bring each channel near unit spread before the first batch norm; clipping keeps one
+# saturated pixel (a sun glint, a logit of 40) from dominating a window.
+CONTRAST_CLIP, CONTRAST_SCALE = 20.0, 4.0
+LOGIT_CLIP, LOGIT_SCALE = 20.0, 8.0
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class VerifierNet(nn.Module):
+    """(B, CHANNELS, WINDOW, WINDOW) windows -> (B,) logits: three stages of two 3x3 convs (the
+    second of each halves the size), then the mean and the max of the last map, and a linear layer."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64), in_channels: int = CHANNELS):
+        super().__init__()
+        layers, cin = [], in_channels
+        for width in widths:
+            layers += [conv_bn_relu(cin, width), conv_bn_relu(width, width, stride=2)]
+            cin = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * cin, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        return self.head(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1))[:, 0]
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def windows(gray: np.ndarray, logits: np.ndarray, points: np.ndarray, size: int = WINDOW) -> np.ndarray:
+    """The verifier's input (N, CHANNELS, size, size) float32 for candidates ``points`` (N, 3)
+    ``(u, v, score)`` of a standardised gray frame and its heatmap logits (same H x W).
+
+    Each window is centred on the candidate's pixel (rounded), borders replicated.
+    """
+    out = np.empty((len(points), CHANNELS, size, size), np.float32)
+    if len(points) == 0:
+        return out
+    gray = np.ascontiguousarray(gray, np.float32)
+    logits = np.ascontiguousarray(logits, np.float32)
+    h, w = gray.shape
+    for i, (u, v, score) in enumerate(points):
+        # getRectSubPix's window starts at centre - (size - 1) / 2: an integer start, so an exact copy.
+        centre = (min(max(round(u), 0), w - 1) + (size % 2 == 0) * 0.5, min(max(round(v), 0), h - 1) + (size % 2 == 0) * 0.5)
+        g = cv2.getRectSubPix(gray, (size, size), centre)
+        out[i, 0] = np.clip(g - np.median(g), -CONTRAST_CLIP, CONTRAST_CLIP) / CONTRAST_SCALE
+        out[i, 1] = np.clip(cv2.getRectSubPix(logits, (size, size), centre), -LOGIT_CLIP, LOGIT_CLIP) / LOGIT_SCALE
+        out[i, 2] = float(np.clip(logit(score), -LOGIT_CLIP, LOGIT_CLIP)) / LOGIT_SCALE
+    return out
+
+
+def sigmoid64(x: np.ndarray) -> np.ndarray:
+    """Sigmoid in float64, so confident scores stay ordered (float32 rounds them all to 1.0)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+class Verifier:
+    """A trained verifier and the candidate stage's settings; ``run`` maps a window batch to logits
+    (PyTorch or onnxruntime, see :func:`torch_runner`)."""
+
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], candidate_conf: float, max_candidates: int,
+                 size: int = WINDOW):
+        self.run, self.candidate_conf, self.max_candidates, self.size = run, candidate_conf, max_candidates, size
+
+    def rescore(self, gray: np.ndarray, logits: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """``candidates`` (N, 3) with their scores replaced by the verifier's, same order."""
+        out = np.array(candidates, np.float64).reshape(-1, 3)
+        if len(out):
+            out[:, 2] = sigmoid64(self.run(windows(gray, logits, out, self.size)))
+        return out
+
+
+def build_net(settings: dict[str, Any]) -> VerifierNet:
+    return VerifierNet(tuple(settings.get("widths", (16, 32, 64))))
+
+
+def torch_runner(net: nn.Module, device: torch.device | str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    net = net.to(device).eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+    return run
+
+
+def verifier_from_checkpoint(entry: dict[str, Any], device: torch.device | str = "cpu") -> Verifier:
+    """The :class:`Verifier` (PyTorch) of a checkpoint's ``verifier`` entry."""
+    net = build_net(entry)
+    net.load_state_dict(entry["state"])
+    return Verifier(torch_runner(net, device), float(entry["candidate_conf"]), int(entry["max_candidates"]),
+                    int(entry.get("window", WINDOW)))
+
+
+def candidate_settings(entry: dict[str, Any]) -> tuple[float, int]:
+    conf, count = float(entry["candidate_conf"]), int(entry["max_candidates"])
+    if not (0 <= conf <= 1 and math.isfinite(conf)) or count < 1:
+        raise ValueError(f"bad candidate settings: conf {conf}, max {count}")
+    return conf, count

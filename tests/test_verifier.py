@@ -1,0 +1,90 @@
+"""The verifier: windows around candidates, rescoring inside every backend, export, and its training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import copy_tiny_dataset, run_python
+from simple_keypoint.checkpoint import load_checkpoint, save_checkpoint
+from simple_keypoint.export import export_onnx
+from simple_keypoint.heatmap.verifier import CONTRAST_SCALE, LOGIT_SCALE, WINDOW, VerifierNet, windows
+from simple_keypoint.predict import load_model
+from simple_keypoint.paths import sample_image
+
+
+def test_window_is_centred_on_the_candidate_and_replicates_borders() -> None:
+    gray = np.zeros((40, 50), np.float32)
+    gray[10, 20] = 8.0
+    logits = np.full((40, 50), -4.0, np.float32)
+    logits[10, 20] = 4.0
+    w = windows(gray, logits, np.array([[20.2, 9.8, 0.5], [0.0, 0.0, 0.9]]))
+    assert w.shape == (2, 3, WINDOW, WINDOW)
+    centre = WINDOW // 2 - 1  # an even window: the candidate is the last pixel of the top-left half
+    assert w[0, 0, centre, centre] == pytest.approx(8.0 / CONTRAST_SCALE)
+    assert w[0, 1, centre, centre] == pytest.approx(4.0 / LOGIT_SCALE)
+    assert np.allclose(w[0, 2], 0.0)  # logit(0.5)
+    assert w[1, 2, 0, 0] == pytest.approx(np.log(9) / LOGIT_SCALE, rel=1e-5)
+    assert np.allclose(w[1, 1, :centre], w[1, 1, centre])  # rows above the frame repeat its first row
+
+
+def with_verifier(checkpoint_path: Path, out: Path, bias: float, candidate_conf: float = 0.0) -> Path:
+    """The checkpoint with a random verifier whose output is shifted by ``bias``."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    torch.manual_seed(0)
+    net = VerifierNet((4, 8, 8))
+    with torch.no_grad():
+        net.head.bias.fill_(bias)
+    entry = {"widths": [4, 8, 8], "window": WINDOW, "candidate_conf": candidate_conf, "max_candidates": 12,
+             "state": net.state_dict()}
+    save_checkpoint(out, {**checkpoint, "verifier": entry, "decode": {**checkpoint["decode"], "conf": 0.5}})
+    return out
+
+
+def test_verifier_scores_are_what_every_backend_returns(heatmap_checkpoint: Path, tmp_path: Path) -> None:
+    path = with_verifier(heatmap_checkpoint, tmp_path / "v.pt", bias=0.0)
+    plain = load_model(heatmap_checkpoint, backend="torch")
+    torch_model = load_model(path, backend="torch")
+    candidates, seen, logits = plain.candidates(plain.standardised(sample_image()), 0.0, 12)
+    expected = torch_model.verifier.rescore(seen, logits, candidates)
+    expected = expected[np.argsort(-expected[:, 2], kind="stable")]
+    got = torch_model.predict(sample_image(), conf=0.0)
+    assert len(got) == len(candidates) > 0
+    assert np.allclose(got, expected)
+    assert not np.allclose(np.sort(got[:, 2]), np.sort(candidates[:, 2]))  # the scores are the verifier's
+    onnx_file = tmp_path / "v.onnx"
+    export_onnx(load_checkpoint(path), onnx_file)
+    for model in (load_model(path, backend="onnx"), load_model(onnx_file)):
+        assert model.verifier is not None
+        assert np.allclose(model.predict(sample_image(), conf=0.0), got, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias, kept", [(-30.0, False), (30.0, True)])
+def test_the_threshold_applies_to_the_verifier_score(heatmap_checkpoint: Path, tmp_path: Path, bias: float, kept: bool) -> None:
+    model = load_model(with_verifier(heatmap_checkpoint, tmp_path / "v.pt", bias=bias), backend="torch")
+    points = model.predict(sample_image())  # the stored threshold, 0.5
+    assert (len(points) > 0) == kept
+    if kept:
+        assert len(points) == min(12, model.max_points) or (points[:, 2] > 0.99).all()
+
+
+def test_train_verifier_end_to_end(heatmap_checkpoint: Path, tmp_path: Path) -> None:
+    data = copy_tiny_dataset(tmp_path / "data")
+    out = tmp_path / "verifier"
+    result = run_python("-m", "simple_keypoint.heatmap.train_verifier", "--weights", heatmap_checkpoint,
+                        "--data", data, "--val", data, "--clutter", "--epochs", "2", "--windows-per-epoch", "64",
+                        "--batch-size", "16", "--widths", "4", "8", "--max-candidates", "4", "--out", out,
+                        "--cache", tmp_path / "cache")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (out / "best.pt").is_file() and (out / "log.csv").read_text().count("\n") == 3
+    model = load_model(out / "best.pt")
+    assert model.verifier is not None and model.verifier.max_candidates == 4
+    assert model.predict(sample_image(), conf=0.0).shape[1] == 3
+    again = run_python("-m", "simple_keypoint.heatmap.train_verifier", "--weights", heatmap_checkpoint,
+                       "--data", data, "--val", data, "--clutter", "--epochs", "1", "--windows-per-epoch", "32",
+                       "--batch-size", "16", "--widths", "4", "8", "--max-candidates", "4", "--out", tmp_path / "v2",
+                       "--cache", tmp_path / "cache")
+    assert again.returncode == 0 and "candidates data" not in again.stderr  # mined candidates were reused
