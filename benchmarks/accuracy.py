@@ -47,7 +47,10 @@ from simple_keypoint.tables import format_cell, render_table
 from simple_keypoint.training import validation_samples
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_SETS = {"SIRST test": "data/test", "NUDT-SIRST test": "data/nudt-sirst/test"}
+TEST_SETS = {"SIRST test": "data/test", "NUDT-SIRST test": "data/nudt-sirst/test", "drone-ir test": "data/drone-ir/test"}
+# Sets made from box-labelled videos on first use (simple_keypoint.convert boxes; data/README.md): folder -> part.
+BOX_FRAMES = {"data/drone-ir/test": "test", "data/drone-ir/val": "val", "data/drone-ir/train": "train"}
+BOX_FRAME_STEP = 30
 TRAIN_SETS = {"SIRST train": "data/train", "NUDT-SIRST train": "data/nudt-sirst/train"}
 CLUTTER_TEST = "data/hit-uav/test"
 EXTENDED_SET = "NUDT-SIRST test"  # where one object, one point is checked
@@ -106,8 +109,20 @@ def read_whole(reader: Callable[..., tuple[list[Sample], ScanReport]], folder: s
     return samples
 
 
+def ensure_box_frames(folder: str) -> None:
+    """Make a drone-ir split's frames, points and masks from the stored videos if they are not there yet."""
+    if folder in BOX_FRAMES and not (resolve(folder) / "labels").is_dir():
+        from simple_keypoint.convert import from_boxes
+
+        root = resolve(folder).parent
+        if from_boxes(root, resolve(folder), BOX_FRAME_STEP, BOX_FRAMES[folder], overwrite=False, progress=False):
+            raise BenchmarkError(f"{folder}: could not be made from {root}/videos and {root}/boxes")
+
+
 def load_sets(folders: Mapping[str, str]) -> dict[str, list[Sample]]:
     """Each named labelled folder, read whole."""
+    for folder in folders.values():
+        ensure_box_frames(folder)
     return {name: read_whole(load_dataset, folder) for name, folder in folders.items()}
 
 

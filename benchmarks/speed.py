@@ -6,6 +6,7 @@
     python -m benchmarks.speed --layers             # per-block times of each size's HeatmapNet
     python -m benchmarks.speed --ablations          # each inference trick tried, alone
     python -m benchmarks.speed --training           # only: training throughput (crops/s) of n and s
+    python -m benchmarks.speed --verifier           # only: the verifier's share of the time, by candidate count
 
 Rows: each named size of the heatmap method (``simple_keypoint.backbone.SIZES``) and the
 regression method (size s), each through the default path (``load_model(path)``: onnxruntime
@@ -563,6 +564,36 @@ def ablations(runs: int, markdown: bool) -> None:
                 [[k, f"{np.median(t):.2f}", f"{np.percentile(t, 90):.2f}"] for k, t in times.items()], markdown))
 
 
+def verifier_costs(weights_dir: Path, threads: int, runs: int) -> list[list[str]]:
+    """For each shipped heatmap size carrying a verifier, on the default path: ms per frame with and
+    without it (interleaved, two frame sizes, real frames resized), its share, and the verifier alone
+    on 1 ... 32 candidate windows (what a frame with that many candidates adds)."""
+    from simple_keypoint.heatmap.verifier import CHANNELS
+
+    lines = []
+    for name in ("heatmap.pt", "heatmap_n.pt"):
+        path = weights_dir / name
+        if not path.is_file() or not load_checkpoint(path).get("verifier"):
+            continue
+        full = load_model(path, threads=threads)
+        alone = load_model(path, threads=threads)
+        alone.verifier = None
+        for size in ((256, 320), (512, 640)):
+            frames = [cv2.resize(f, size[::-1], interpolation=cv2.INTER_LINEAR) for f in test_frames()]
+            with_ms, without_ms = (float(np.median(t)) for t in time_rows(
+                [Row("", full.predict, None, None), Row("", alone.predict, None, None)], frames, runs))
+            counts = [len(full.candidates(full.standardised(f), full.verifier.candidate_conf,
+                                          full.verifier.max_candidates)[0]) for f in frames]
+            lines.append([f"{name} {size[0]}x{size[1]}", f"{without_ms:.2f}", f"{with_ms:.2f}",
+                          f"{(with_ms - without_ms) / with_ms:.0%}", f"{np.mean(counts):.1f}", ""])
+        size = full.verifier.size
+        for n in (1, 8, 16, 32):
+            batch = np.random.default_rng(0).standard_normal((n, CHANNELS, size, size)).astype(np.float32)
+            ms = float(np.median([time_call(full.verifier.run, batch) for _ in range(runs)]))
+            lines.append([f"{name} verifier alone", "", "", "", str(n), f"{ms:.2f}"])
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -582,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the per-row peak memory (one process per row)")
     p.add_argument("--layers", action="store_true", help="only: per-block times of each size's HeatmapNet and its fast rewrite")
     p.add_argument("--ablations", action="store_true", help="only: time each inference trick tried (see SPEED_NOTES.md)")
+    p.add_argument("--verifier", action="store_true",
+                   help="only: the verifier's share of each shipped model's time, and its cost per candidate count")
     p.add_argument("--training", action="store_true", help="only: training throughput (crops/s) of sizes n and s")
     p.add_argument("--training-steps", type=int, default=60, help="training steps (batch 8) timed per --training row")
     p.add_argument("--memory-row", type=int, default=None, help=argparse.SUPPRESS)
@@ -605,6 +638,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.ablations:
         ablations(args.frames, args.markdown)
+        return 0
+    if args.verifier:
+        print(f"default path, {args.threads} thread(s), median of {args.frames} frames, interleaved; load average (1 min) "
+              f"{os.getloadavg()[0]:.1f}\n")
+        print(render_table(["model, frame", "ms without verifier", "ms with", "verifier's share", "candidates (mean)",
+                            "ms verifier alone"], verifier_costs(Path(args.weights_dir), args.threads, args.frames),
+                           args.markdown))
         return 0
     if args.layers:
         x = torch.randn(1, 1, *FRAME)

@@ -6,8 +6,9 @@ The validation candidates are mined again exactly as the run mined them (from it
 beside the checkpoint; its candidate cache makes this fast), scored once by the checkpoint's
 verifier and once by the heatmap alone, and for every threshold of a grid each set reports Pd@3px
 (target sets) or false alarms per frame (all sets). The threshold that ships is picked from these
-curves by :func:`pick_by_budgets`: the lowest one where every clutter set stays within its false
-alarms per megapixel and every target set within its false alarms per image. Never run on test data.
+curves by :func:`~simple_keypoint.heatmap.train_verifier.pick_by_budgets`, as training picks it: the
+lowest one where every target-free set stays within its false alarms per megapixel and every target
+set within its false alarms per image. Never run on test data.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from simple_keypoint.checkpoint import load_checkpoint
 from simple_keypoint.evaluate import ImageResult, score
-from simple_keypoint.heatmap.train_verifier import VerifierConfig, load_candidates, per_frame, verifier_scores
+from simple_keypoint.heatmap.train_verifier import VerifierConfig, load_candidates, per_frame, pick_by_budgets, verifier_scores
 from simple_keypoint.heatmap.verifier import build_net
 from simple_keypoint.predict import load_model
 from simple_keypoint.tables import render_table
@@ -41,35 +40,19 @@ def curve_rows(sets: dict[str, list[ImageResult]], grid: tuple[float, ...]) -> l
     return rows
 
 
-def pick_by_budgets(sets: dict[str, list[ImageResult]], clutter_per_mpx: float, targets_per_image: float) -> float:
-    """The lowest threshold (among the scores seen) at which every target-free set makes at most
-    ``clutter_per_mpx`` false alarms per megapixel and every target set at most ``targets_per_image``
-    per image; 1.0 if none does."""
-    scores = np.unique(np.concatenate([r.pred[:, 2] for rs in sets.values() for r in rs] + [np.ones(1)]))
-    low, high = 0, len(scores) - 1  # false alarms only fall as the threshold rises: bisect
-    while low < high:
-        mid = (low + high) // 2
-        within = True
-        for results in sets.values():
-            m = score(results, scores[mid])
-            within &= (m["FA/MPx@3px"] <= clutter_per_mpx) if not m["targets"] else (m["FA/img@3px"] <= targets_per_image)
-        if within:
-            high = mid
-        else:
-            low = mid + 1
-    return float(scores[low])
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.verifier_curves", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a verifier run's best.pt (its config.json beside it)")
-    p.add_argument("--clutter-per-mpx", type=float, default=0.05, help="false-alarm budget of the target-free sets")
-    p.add_argument("--targets-per-image", type=float, default=0.05, help="false-alarm budget of the target sets")
+    p.add_argument("--clutter-per-mpx", type=float, default=None, help="false-alarm budget of the target-free sets "
+                                                                         "(default: the run's)")
+    p.add_argument("--targets-per-image", type=float, default=None, help="false-alarm budget of the target sets (default: the run's)")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
     path = Path(args.checkpoint)
     cfg = VerifierConfig(**json.loads((path.parent / "config.json").read_text(encoding="utf-8")))
     checkpoint = load_checkpoint(path)
+    clutter = cfg.max_false_per_mpx if args.clutter_per_mpx is None else args.clutter_per_mpx
+    targets = cfg.max_false_per_image if args.targets_per_image is None else args.targets_per_image
     model = load_model(path, device="cpu")
     model.verifier = None
     _, val = load_candidates(model, cfg, checkpoint.get("train_args", {}))
@@ -79,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     for title, scores in (("heatmap alone", [c.points[:, 2] for c in val]),
                           ("with the verifier", [verifier_scores(net, c, cfg) for c in val])):
         sets = {c.name: per_frame(c, s) for c, s in zip(val, scores, strict=True)}
-        conf = pick_by_budgets(sets, args.clutter_per_mpx, args.targets_per_image)
+        conf = pick_by_budgets(sets, clutter, targets)
         picked = [f"{conf:.4f}"] + curve_rows(sets, (conf,))[0][1:]
         print(f"\n{title}: Pd / false alarms per frame (target sets), false alarms per frame (clutter); "
-              f"last row: the budgets' pick ({args.clutter_per_mpx}/MPx clutter, {args.targets_per_image}/image targets)")
+              f"last row: the budgets' pick ({clutter:g}/MPx clutter, {targets:g}/image targets)")
         print(render_table(header, curve_rows(sets, GRID) + [picked], markdown=args.markdown))
     return 0
 

@@ -12,8 +12,9 @@ Steps, top to bottom:
      folders train whole; ``--val`` folders validate whole.
   2. model: :class:`~simple_keypoint.heatmap.verifier.VerifierNet`.
   3. one epoch: batches with a fixed share of targets, flipped and shifted by up to ``jitter`` px.
-  4. validate: every validation candidate rescored; AP@3px per folder, and the threshold that keeps
-     false alarms within ``max_false_per_mpx`` over all validation frames.
+  4. validate: every validation candidate rescored; AP@3px per folder, and the lowest threshold that
+     keeps every target-free folder within ``max_false_per_mpx`` and every labelled one within
+     ``max_false_per_image`` (:func:`pick_by_budgets`).
   5. save: the heatmap checkpoint with the verifier's weights and settings added and that
      threshold as its ``decode.conf``, written atomically as ``OUT/best.pt`` (best mean AP) and
      ``OUT/last.pt``; ``OUT/config.json`` and ``OUT/log.csv`` beside them.
@@ -39,7 +40,7 @@ from tqdm import tqdm
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_bytes, save_checkpoint
 from simple_keypoint.dataset import DatasetError, Sample, load_clutter, load_dataset
-from simple_keypoint.evaluate import ImageResult, match, pick_threshold, score
+from simple_keypoint.evaluate import ImageResult, match, score
 from simple_keypoint.heatmap.verifier import WINDOW, VerifierNet, torch_runner, windows
 from simple_keypoint.images import standardise
 from simple_keypoint.options import HelpFormatter, number
@@ -69,7 +70,8 @@ class VerifierConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     target_share: float = 0.25
-    max_false_per_mpx: float = 0.5
+    max_false_per_mpx: float = 0.05  # the threshold's budget on each target-free validation set
+    max_false_per_image: float = 0.05  # and on each validation set with targets
     seed: int = 0
     threads: int = 0  # 0: torch's default
     cache: str = "runs/verifier_cache"  # mined candidates, reused by runs with the same weights and data ("": none)
@@ -228,11 +230,29 @@ def per_frame(c: Candidates, scores: np.ndarray) -> list[ImageResult]:
     return [ImageResult(f.name, f.truth, pred[c.frame == k], f.pixels) for k, f in enumerate(c.frames)]
 
 
+def pick_by_budgets(sets: dict[str, list[ImageResult]], clutter_per_mpx: float, targets_per_image: float) -> float:
+    """The lowest threshold (among the scores seen) at which every target-free set makes at most
+    ``clutter_per_mpx`` false alarms per megapixel and every set with targets at most
+    ``targets_per_image`` per image: one threshold that holds for sky and for ground. 1.0 if none does."""
+    scores = np.unique(np.concatenate([r.pred[:, 2] for rs in sets.values() for r in rs] + [np.ones(1)]))
+    low, high = 0, len(scores) - 1  # false alarms only fall as the threshold rises: bisect
+    while low < high:
+        mid = (low + high) // 2
+        within = True
+        for results in sets.values():
+            m = score(results, scores[mid])
+            within &= (m["FA/img@3px"] <= targets_per_image) if m["targets"] else (m["FA/MPx@3px"] <= clutter_per_mpx)
+        if within:
+            high = mid
+        else:
+            low = mid + 1
+    return float(scores[low])
+
+
 def validate(val: list[Candidates], scores: list[np.ndarray], cfg: VerifierConfig) -> dict[str, float]:
-    """AP per set, and Pd and false alarms per image per set at the threshold the pooled budget picks."""
+    """AP per set, and Pd and false alarms per image per set at the threshold :func:`pick_by_budgets` picks."""
     results = {c.name: per_frame(c, s) for c, s in zip(val, scores, strict=True)}
-    pooled = [r for rs in results.values() for r in rs]
-    conf = pick_threshold(pooled, max_false_per_mpx=cfg.max_false_per_mpx)
+    conf = pick_by_budgets(results, cfg.max_false_per_mpx, cfg.max_false_per_image)
     row: dict[str, float] = {"conf": conf}
     aps = []
     for name, rs in results.items():
@@ -325,7 +345,9 @@ def parse_config(argv: list[str] | None = None) -> VerifierConfig:
     p.add_argument("--target-share", type=number(float, 0.0, 1.0), default=defaults.target_share,
                    help="share of target windows in each batch")
     p.add_argument("--max-false-per-mpx", type=number(float, 0.0), default=defaults.max_false_per_mpx,
-                   help="false-alarm budget per validation megapixel that picks the threshold")
+                   help="the threshold's false-alarm budget per megapixel on each target-free validation set")
+    p.add_argument("--max-false-per-image", type=number(float, 0.0), default=defaults.max_false_per_image,
+                   help="the threshold's false-alarm budget per image on each validation set with targets")
     p.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     p.add_argument("--cache", default=defaults.cache, help="folder for mined candidates, reused by later runs ('' for none)")
     p.add_argument("--threads", type=number(int, 0), default=defaults.threads, help="torch threads (0: its default)")
