@@ -568,7 +568,7 @@ def verifier_costs(weights_dir: Path, threads: int, runs: int) -> list[list[str]
     """For each shipped heatmap size carrying a verifier, on the default path: ms per frame with and
     without it (interleaved, two frame sizes, real frames resized), its share, and the verifier alone
     on 1 ... 32 candidate windows (what a frame with that many candidates adds)."""
-    from simple_keypoint.heatmap.verifier import CHANNELS
+    from simple_keypoint.heatmap.verifier import channels
 
     lines = []
     for name in ("heatmap.pt", "heatmap_n.pt"):
@@ -588,7 +588,7 @@ def verifier_costs(weights_dir: Path, threads: int, runs: int) -> list[list[str]
                           f"{(with_ms - without_ms) / with_ms:.0%}", f"{np.mean(counts):.1f}", ""])
         size = full.verifier.size
         for n in (1, 8, 16, 32):
-            batch = np.random.default_rng(0).standard_normal((n, CHANNELS, size, size)).astype(np.float32)
+            batch = np.random.default_rng(0).standard_normal((n, channels(full.verifier.context), size, size)).astype(np.float32)
             ms = float(np.median([time_call(full.verifier.run, batch) for _ in range(runs)]))
             lines.append([f"{name} verifier alone", "", "", "", str(n), f"{ms:.2f}"])
     return lines

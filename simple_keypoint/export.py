@@ -127,7 +127,7 @@ def verifier_onnx_bytes(entry: dict[str, Any], opset: int = DEFAULT_OPSET,
     travels inside the heatmap graph's metadata, so one .onnx file holds both."""
     import onnx
 
-    from simple_keypoint.heatmap.verifier import CHANNELS, build_net, candidate_settings
+    from simple_keypoint.heatmap.verifier import build_net, candidate_settings, channels
 
     try:
         net = build_net(entry).eval()
@@ -136,7 +136,8 @@ def verifier_onnx_bytes(entry: dict[str, Any], opset: int = DEFAULT_OPSET,
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: bad verifier entry ({_first_line(e)})") from None
     size = int(entry.get("window", 32))
-    dummy = torch.randn(3, CHANNELS, size, size, generator=torch.Generator().manual_seed(0))
+    context = int(entry.get("context", 1))
+    dummy = torch.randn(3, channels(context), size, size, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -154,7 +155,7 @@ def verifier_onnx_bytes(entry: dict[str, Any], opset: int = DEFAULT_OPSET,
         worst = float(np.abs(got - net(dummy).numpy()).max())
     if worst > MAX_DIFFERENCE:
         raise OnnxExportError(f"{path}: onnxruntime's verifier differs from PyTorch's by {worst:.1e}")
-    return data, {"candidate_conf": conf, "max_candidates": count, "window": size}
+    return data, {"candidate_conf": conf, "max_candidates": count, "window": size, "context": context}
 
 
 def export_onnx(checkpoint: dict[str, Any], out: str | Path, opset: int = DEFAULT_OPSET,

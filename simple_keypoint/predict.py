@@ -230,7 +230,7 @@ class OnnxLocalizer(Localizer):
             session = onnx_session(base64.b64decode(meta["simple_keypoint_verifier"]), threads)
             name = session.get_inputs()[0].name
             return Verifier(lambda batch: session.run(None, {name: batch})[0], float(settings["candidate_conf"]),
-                            int(settings["max_candidates"]), int(settings["window"]))
+                            int(settings["max_candidates"]), int(settings["window"]), int(settings.get("context", 1)))
         except Exception as e:  # noqa: BLE001  (onnxruntime raises its own, non-exported error types)
             raise CheckpointError(f"{path}: its verifier cannot be read ({str(e).strip()[:120]})") from None
 

@@ -91,3 +91,15 @@ def test_train_verifier_end_to_end(heatmap_checkpoint: Path, tmp_path: Path) -> 
                        "--batch-size", "16", "--widths", "4", "8", "--max-candidates", "4", "--out", tmp_path / "v2",
                        "--cache", tmp_path / "cache")
     assert again.returncode == 0 and "candidates data" not in again.stderr  # mined candidates were reused
+
+
+def test_context_channels_show_a_wider_window_shrunk() -> None:
+    gray = np.zeros((64, 64), np.float32)
+    gray[:, 31:] = 6.0  # a bright edge right of the candidate: outside its 16 px window (u 13..28), inside the 32 px one (u 5..36)
+    logits = np.zeros((64, 64), np.float32)
+    near = windows(gray, logits, np.array([[20.0, 30.0, 0.5]]), size=16)
+    wide = windows(gray, logits, np.array([[20.0, 30.0, 0.5]]), size=16, context=2)
+    assert near.shape == (1, 3, 16, 16) and wide.shape == (1, 5, 16, 16)
+    assert np.allclose(wide[:, :3], near)
+    assert np.allclose(near[0, 0], 0.0)  # the 16 px window (u 13..28) does not reach the edge at u 40
+    assert wide[0, 3, :, -3:].min() > 0 and np.allclose(wide[0, 3, :, :4], 0.0)  # the wider view shows the edge

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_bytes, save_checkpoint
 from simple_keypoint.dataset import DatasetError, Sample, load_clutter, load_dataset
 from simple_keypoint.evaluate import ImageResult, match, score
-from simple_keypoint.heatmap.verifier import WINDOW, VerifierNet, torch_runner, windows
+from simple_keypoint.heatmap.verifier import WINDOW, VerifierNet, channels, torch_runner, windows
 from simple_keypoint.images import standardise
 from simple_keypoint.options import HelpFormatter, number
 from simple_keypoint.paths import DefaultPathError, resolve_weights
@@ -62,6 +62,7 @@ class VerifierConfig:
     candidate_conf: float = 0.1
     max_candidates: int = 32
     window: int = WINDOW
+    context: int = 1  # > 1: also a window this many times wider, shrunk to the same size
     widths: list[int] = field(default_factory=lambda: [16, 32, 64])
     jitter: int = 2
     epochs: int = 30
@@ -125,7 +126,7 @@ def mine(model: Localizer, name: str, samples: list[Sample], cfg: VerifierConfig
     ``cache`` (an .npz named by everything that decides it) for the next run."""
     size = cfg.window + 2 * cfg.jitter
     key = hashlib.sha256(json.dumps([cfg.weights_sha256, name, [s.name for s in samples], cfg.candidate_conf,
-                                     cfg.max_candidates, size]).encode()).hexdigest()[:20]
+                                     cfg.max_candidates, size] + ([cfg.context] if cfg.context > 1 else [])).encode()).hexdigest()[:20]
     path = Path(cfg.cache) / f"{key}.npz" if cfg.cache else None
     if path is not None and path.is_file():
         z = np.load(path)
@@ -141,7 +142,7 @@ def mine(model: Localizer, name: str, samples: list[Sample], cfg: VerifierConfig
         pixels = s.image.size if s.blocked is None else int(np.count_nonzero(~s.blocked))
         frame_of.append(np.full(len(pred), len(frames)))
         frames.append(ImageResult(s.name, s.points, np.zeros((0, 3)), pixels))
-        inputs.append(windows(seen, logits, pred, size).astype(np.float16))
+        inputs.append(windows(seen, logits, pred, size, cfg.context).astype(np.float16))
         is_target.append(matched >= 0)
         points.append(pred)
     out = Candidates(name, np.concatenate(inputs), np.concatenate(is_target), np.concatenate(points),
@@ -269,7 +270,7 @@ def validate(val: list[Candidates], scores: list[np.ndarray], cfg: VerifierConfi
 # 5. save
 
 def with_verifier(heatmap: dict[str, Any], net: VerifierNet, cfg: VerifierConfig, row: dict[str, float]) -> dict[str, Any]:
-    entry = {"widths": list(cfg.widths), "window": cfg.window, "candidate_conf": cfg.candidate_conf,
+    entry = {"widths": list(cfg.widths), "window": cfg.window, "context": cfg.context, "candidate_conf": cfg.candidate_conf,
              "max_candidates": cfg.max_candidates, "state": {k: v.detach().clone() for k, v in net.state_dict().items()},
              "train_args": asdict(cfg), "metrics": row}
     return {**heatmap, "verifier": entry, "decode": {**heatmap.get("decode", {}), "conf": row["conf"]}}
@@ -297,7 +298,7 @@ def train_verifier(cfg: VerifierConfig) -> Path:
 
     alone = validate(val, [c.points[:, 2] for c in val], cfg)
     print("the heatmap's own scores: " + " ".join(f"{k} {v:.4f}" for k, v in alone.items()), flush=True)
-    net = VerifierNet(tuple(cfg.widths))
+    net = VerifierNet(tuple(cfg.widths), channels(cfg.context))
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * -(-cfg.windows_per_epoch // cfg.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps)
@@ -337,6 +338,8 @@ def parse_config(argv: list[str] | None = None) -> VerifierConfig:
     p.add_argument("--candidate-conf", type=number(float, 0.0, 1.0), default=defaults.candidate_conf,
                    help="heatmap score a peak needs to be a candidate")
     p.add_argument("--max-candidates", type=number(int, 1), default=defaults.max_candidates, help="candidates per frame")
+    p.add_argument("--context", type=number(int, 1), default=defaults.context,
+                   help="also show the verifier a window this many times wider, shrunk to the same size (1: none)")
     p.add_argument("--widths", nargs="+", type=int, default=defaults.widths, help="channels of the verifier's stages")
     p.add_argument("--epochs", type=number(int, 1), default=defaults.epochs, help="epochs")
     p.add_argument("--windows-per-epoch", type=number(int, 1), default=defaults.windows_per_epoch, help="windows per epoch")

@@ -59,13 +59,20 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def windows(gray: np.ndarray, logits: np.ndarray, points: np.ndarray, size: int = WINDOW) -> np.ndarray:
-    """The verifier's input (N, CHANNELS, size, size) float32 for candidates ``points`` (N, 3)
+def channels(context: int) -> int:
+    """Input channels of a verifier seeing ``context`` times wider around each candidate (1: no wider view)."""
+    return CHANNELS + 2 * (context > 1)
+
+
+def windows(gray: np.ndarray, logits: np.ndarray, points: np.ndarray, size: int = WINDOW, context: int = 1) -> np.ndarray:
+    """The verifier's input (N, channels(context), size, size) float32 for candidates ``points`` (N, 3)
     ``(u, v, score)`` of a standardised gray frame and its heatmap logits (same H x W).
 
-    Each window is centred on the candidate's pixel (rounded), borders replicated.
+    Each window is centred on the candidate's pixel (rounded), borders replicated. With ``context``
+    > 1, two more channels show contrast and logits of a ``context`` times wider window shrunk to
+    ``size`` (pixel areas averaged): whether the candidate sits on open sky or on a roof's edge.
     """
-    out = np.empty((len(points), CHANNELS, size, size), np.float32)
+    out = np.empty((len(points), channels(context), size, size), np.float32)
     if len(points) == 0:
         return out
     gray = np.ascontiguousarray(gray, np.float32)
@@ -78,6 +85,12 @@ def windows(gray: np.ndarray, logits: np.ndarray, points: np.ndarray, size: int 
         out[i, 0] = np.clip(g - np.median(g), -CONTRAST_CLIP, CONTRAST_CLIP) / CONTRAST_SCALE
         out[i, 1] = np.clip(cv2.getRectSubPix(logits, (size, size), centre), -LOGIT_CLIP, LOGIT_CLIP) / LOGIT_SCALE
         out[i, 2] = float(np.clip(logit(score), -LOGIT_CLIP, LOGIT_CLIP)) / LOGIT_SCALE
+        if context > 1:
+            wide = (size * context, size * context)
+            g = cv2.resize(cv2.getRectSubPix(gray, wide, centre), (size, size), interpolation=cv2.INTER_AREA)
+            out[i, 3] = np.clip(g - np.median(g), -CONTRAST_CLIP, CONTRAST_CLIP) / CONTRAST_SCALE
+            wide_logits = cv2.resize(cv2.getRectSubPix(logits, wide, centre), (size, size), interpolation=cv2.INTER_AREA)
+            out[i, 4] = np.clip(wide_logits, -LOGIT_CLIP, LOGIT_CLIP) / LOGIT_SCALE
     return out
 
 
@@ -93,19 +106,20 @@ class Verifier:
     (PyTorch or onnxruntime, see :func:`torch_runner`)."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], candidate_conf: float, max_candidates: int,
-                 size: int = WINDOW):
-        self.run, self.candidate_conf, self.max_candidates, self.size = run, candidate_conf, max_candidates, size
+                 size: int = WINDOW, context: int = 1):
+        self.run, self.candidate_conf, self.max_candidates = run, candidate_conf, max_candidates
+        self.size, self.context = size, context
 
     def rescore(self, gray: np.ndarray, logits: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``candidates`` (N, 3) with their scores replaced by the verifier's, same order."""
         out = np.array(candidates, np.float64).reshape(-1, 3)
         if len(out):
-            out[:, 2] = sigmoid64(self.run(windows(gray, logits, out, self.size)))
+            out[:, 2] = sigmoid64(self.run(windows(gray, logits, out, self.size, self.context)))
         return out
 
 
 def build_net(settings: dict[str, Any]) -> VerifierNet:
-    return VerifierNet(tuple(settings.get("widths", (16, 32, 64))))
+    return VerifierNet(tuple(settings.get("widths", (16, 32, 64))), channels(int(settings.get("context", 1))))
 
 
 def torch_runner(net: nn.Module, device: torch.device | str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
@@ -122,7 +136,7 @@ def verifier_from_checkpoint(entry: dict[str, Any], device: torch.device | str =
     net = build_net(entry)
     net.load_state_dict(entry["state"])
     return Verifier(torch_runner(net, device), float(entry["candidate_conf"]), int(entry["max_candidates"]),
-                    int(entry.get("window", WINDOW)))
+                    int(entry.get("window", WINDOW)), int(entry.get("context", 1)))
 
 
 def candidate_settings(entry: dict[str, Any]) -> tuple[float, int]:
