@@ -2,8 +2,8 @@
 
     python -m benchmarks.verifier_curves runs/verifier/best.pt --markdown
 
-The validation candidates are mined again exactly as the run mined them (from its ``config.json``
-beside the checkpoint; its candidate cache makes this fast), scored once by the checkpoint's
+The validation candidates are mined again exactly as the run mined them (from the settings stored
+with the verifier; its candidate cache makes this fast), scored once by the checkpoint's
 verifier and once by the heatmap alone, and for every threshold of a grid each set reports Pd@3px
 (target sets) or false alarms per frame (all sets). The threshold that ships is picked from these
 curves by :func:`~simple_keypoint.heatmap.train_verifier.pick_by_budgets`, as training picks it: the
@@ -14,11 +14,10 @@ set within its false alarms per image. Never run on test data.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from simple_keypoint.checkpoint import load_checkpoint
+from simple_keypoint.checkpoint import load_checkpoint, save_checkpoint
 from simple_keypoint.evaluate import ImageResult, score
 from simple_keypoint.heatmap.train_verifier import VerifierConfig, load_candidates, per_frame, pick_by_budgets, verifier_scores
 from simple_keypoint.heatmap.verifier import build_net
@@ -42,15 +41,17 @@ def curve_rows(sets: dict[str, list[ImageResult]], grid: tuple[float, ...]) -> l
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.verifier_curves", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a verifier run's best.pt (its config.json beside it)")
+    p.add_argument("checkpoint", help="a checkpoint with a verifier (a verifier run's best.pt, weights/heatmap.pt)")
     p.add_argument("--clutter-per-mpx", type=float, default=None, help="false-alarm budget of the target-free sets "
                                                                          "(default: the run's)")
     p.add_argument("--targets-per-image", type=float, default=None, help="false-alarm budget of the target sets (default: the run's)")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--write", action="store_true",
+                   help="store the verifier's pick as the checkpoint's threshold, and its budgets with the verifier's settings")
     args = p.parse_args(argv)
     path = Path(args.checkpoint)
-    cfg = VerifierConfig(**json.loads((path.parent / "config.json").read_text(encoding="utf-8")))
     checkpoint = load_checkpoint(path)
+    cfg = VerifierConfig(**checkpoint["verifier"]["train_args"])
     clutter = cfg.max_false_per_mpx if args.clutter_per_mpx is None else args.clutter_per_mpx
     targets = cfg.max_false_per_image if args.targets_per_image is None else args.targets_per_image
     model = load_model(path, device="cpu")
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{title}: Pd / false alarms per frame (target sets), false alarms per frame (clutter); "
               f"last row: the budgets' pick ({clutter:g}/MPx clutter, {targets:g}/image targets)")
         print(render_table(header, curve_rows(sets, GRID) + [picked], markdown=args.markdown))
+    if args.write:
+        verifier = {**checkpoint["verifier"], "train_args": {**checkpoint["verifier"]["train_args"],
+                                                               "max_false_per_mpx": clutter, "max_false_per_image": targets}}
+        save_checkpoint(path, {**checkpoint, "verifier": verifier, "decode": {**checkpoint.get("decode", {}), "conf": conf}})
+        print(f"\n{path}: threshold {conf:.4f} stored")
     return 0
 
 

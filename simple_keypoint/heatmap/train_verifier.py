@@ -71,7 +71,9 @@ class VerifierConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     target_share: float = 0.25
-    max_false_per_mpx: float = 0.05  # the threshold's budget on each target-free validation set
+    # The threshold's budget on each target-free validation set: about the ground-clutter goal of
+    # 0.02 false alarms per 640x512 frame and 0.1 per 1280x1024 frame, per megapixel.
+    max_false_per_mpx: float = 0.07
     max_false_per_image: float = 0.05  # and on each validation set with targets
     seed: int = 0
     threads: int = 0  # 0: torch's default
