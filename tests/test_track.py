@@ -106,7 +106,7 @@ def test_scene_shift_sign_and_size() -> None:
     rng = np.random.default_rng(1)
     scene = cv2.GaussianBlur(rng.normal(0, 1, (560, 700)).astype(np.float32), (0, 0), 3)
     shift = SceneShift()
-    assert shift(scene[20:532, 30:670]) == (0.0, 0.0)
+    assert tuple(shift(scene[20:532, 30:670])) == (0.0, 0.0)
     dx, dy = shift(scene[17:529, 25:665])  # the camera moved up-left: the scene moves (+5, +3)
     assert dx == pytest.approx(5, abs=0.3) and dy == pytest.approx(3, abs=0.3)
 
