@@ -48,6 +48,11 @@ SETTLE_WINDOW = 20  # a confirmed track that has not moved over this many frames
 # for this many frames (the same clutter point would otherwise pass the motion test again and again).
 SPOT_MEMORY = 300
 SPOT_RADIUS = 4.0  # px (scene)
+# A point whose last OVERLAY_HITS detections sit on the same pixel position to within OVERLAY_PX is
+# drawn on the image (a camera's text or logo) or a defective pixel: a real target's detections
+# scatter with the sensor's noise. Not confirmed, and a confirmed track that turns out so ends.
+OVERLAY_HITS = 8
+OVERLAY_PX = 0.01
 MOTION_POINTS = 5  # detections the line is fitted to, at least (two clutter peaks a few px apart look like motion)
 MOTION_Z = 4.0  # how clearly a track's fitted speed must stand above its jitter to count as moving
 CHI2_GATE = 13.8  # squared Mahalanobis distance: 99.9 % of a 2-D Gaussian
@@ -74,12 +79,14 @@ def _inside_any(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return ((p[..., 0] >= b[..., 0]) & (p[..., 0] <= b[..., 2]) & (p[..., 1] >= b[..., 1]) & (p[..., 1] <= b[..., 3])).any(axis=1)
 
 
-def join_objects(points: np.ndarray, extents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def join_objects(points: np.ndarray, extents: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One point per object: of the points on one object (one extent), the best-scoring one stays,
     moved to the object's centre when the object is EXTENDED px or more across (a large target's
-    peaks wander over it; its centre does not). Points with no extent stay as they are."""
+    peaks wander over it; its centre does not). Points with no extent stay as they are. Returns the
+    points, their extents and the detector's own positions of the points kept (n, 2)."""
     order = np.argsort(-points[:, 2], kind="stable")
     points, extents = points[order].copy(), extents[order]
+    raw = points[:, :2].copy()
     keep = np.ones(len(points), bool)
     seen: dict[tuple[float, ...], int] = {}
     for i, e in enumerate(extents):
@@ -92,7 +99,7 @@ def join_objects(points: np.ndarray, extents: np.ndarray) -> tuple[np.ndarray, n
         seen[key] = i
         if max(e[2] - e[0], e[3] - e[1]) + 1 >= EXTENDED:
             points[i, :2] = e[4:6]
-    return points[keep], extents[keep]
+    return points[keep], extents[keep], raw[keep]
 
 
 @dataclass
@@ -162,8 +169,8 @@ class TrackSummary:
 
 class _Track:
     __slots__ = ("age", "birth", "birth_step", "check_step", "clear", "confirmed_frame", "confirmed_step", "half",
-                 "history", "hits", "last_hit", "missed", "path", "score_sum", "speed_n", "speed_sum", "track_id",
-                 "trail")
+                 "history", "hits", "last_hit", "missed", "path", "pixels", "score_sum", "speed_n", "speed_sum",
+                 "track_id", "trail")
 
     def __init__(self, step: int, frame: int, origin: np.ndarray, score: float, trail: int):
         self.track_id = 0
@@ -174,6 +181,7 @@ class _Track:
         self.hits, self.missed, self.age = 1, 0, 0
         self.clear = 0  # its latest detections in a row that stood on clear sky
         self.half = np.full(2, SMALL_HALF)  # its object's half-size (px), for the camera's mask
+        self.pixels: deque[tuple[float, float]] = deque(maxlen=OVERLAY_HITS)  # its latest detections in the image
         # Its recent detections (frames since birth, u, v in scene coordinates: image position minus the
         # camera's offset), for min_move.
         self.path: deque[tuple[float, float, float]] = deque()
@@ -221,6 +229,13 @@ class _Track:
                 return 0.0
         return speed * float(path[-1, 0] - path[0, 0])
 
+    def overlay(self) -> bool:
+        """Whether its latest OVERLAY_HITS detections stood on one pixel position (OVERLAY_PX)."""
+        if len(self.pixels) < OVERLAY_HITS:
+            return False
+        pixels = np.array(self.pixels)
+        return float(np.ptp(pixels, axis=0).max()) <= OVERLAY_PX
+
     def summary(self) -> TrackSummary:
         return TrackSummary(self.track_id, self.birth, self.confirmed_frame, self.last_hit, self.hits,
                             self.speed_sum / max(self.speed_n, 1), self.score_sum / self.hits)
@@ -242,6 +257,7 @@ class PointTracker:
         self.textured = True  # whether the latest frame showed enough background to measure it
         self.ended: list[TrackSummary] = []  # confirmed tracks that ended since the last take_ended()
         self.spots: deque[tuple[float, float, int]] = deque()  # scene x, y, step where tracks settled
+        self.overlays: deque[tuple[float, float]] = deque(maxlen=100)  # image positions of overlays found
 
     @property
     def detect_conf(self) -> float:
@@ -304,6 +320,13 @@ class PointTracker:
         recent = sum(1 for t, _, _ in track.path if t > track.path[-1][0] - SETTLE_WINDOW)
         return recent >= SETTLE_WINDOW / 2 and track.moved(self.options.jitter, SETTLE_WINDOW) < self.options.min_move
 
+    def _overlay(self, track: _Track) -> bool:
+        """An overlay (:meth:`_Track.overlay`), or standing within 1 px of one found before."""
+        if track.overlay():
+            return True
+        u, v = track.pixels[-1]
+        return any((u - a) ** 2 + (v - b) ** 2 <= 1.0 for a, b in self.overlays)
+
     def _on_spot(self, track: _Track) -> bool:
         """Whether the track stands where a track recently ended standing still (SPOT_MEMORY, SPOT_RADIUS)."""
         while self.spots and self.spots[0][2] < self.step - SPOT_MEMORY:
@@ -320,14 +343,17 @@ class PointTracker:
         return lambda point: bool(b <= point[0] <= w - 1 - b and b <= point[1] <= h - 1 - b)
 
     def _camera(self, points: np.ndarray, motion: FrameMotion, extents: np.ndarray | None
-                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray]:
         """This frame's points joined per object, their extents, the camera's shift fitted to the
-        features off every object and track (None when textureless), and which points stand on clear sky."""
+        features off every object and track (None when textureless), and which points stand on clear sky.
+        Also the detector's own positions of the points (a joined object's point is its centre)."""
         o = self.options
         if o.objects and extents is None and motion.gray is not None and len(points):
             extents = object_extents(motion.gray, points)
         if o.objects and extents is not None:
-            points, extents = join_objects(points, extents)
+            points, extents, raw = join_objects(points, extents)
+        else:
+            raw = points[:, :2].copy()
         # Masked: objects (a detection's bright region EXTENDED px or more across) and confirmed tracks
         # (in the previous frame, where they were). Not every detection: clutter detections sit on the
         # background's structure, which is what measures the camera.
@@ -348,7 +374,7 @@ class PointTracker:
             p, b = background[None], own[:, None]
             mine = (p[..., 0] >= b[..., 0]) & (p[..., 0] <= b[..., 2]) & (p[..., 1] >= b[..., 1]) & (p[..., 1] <= b[..., 3])
             clear = ~(near & ~mine).any(axis=1)
-        return points, extents, shift, clear
+        return points, extents, raw, shift, clear
 
     @property
     def half(self) -> np.ndarray:
@@ -383,9 +409,10 @@ class PointTracker:
             extents = np.asarray(extents, float).reshape(-1, 6)[points[:, 2] >= o.detect_conf]
         points = points[points[:, 2] >= o.detect_conf]
         clear = np.zeros(len(points), bool)
+        raw = points[:, :2]  # the detector's positions (for the overlay test)
         if isinstance(shift, FrameMotion):
             if o.motion:
-                points, extents, fitted, clear = self._camera(points, shift, extents)
+                points, extents, raw, fitted, clear = self._camera(points, shift, extents)
                 clear &= o.clear_sky > 0
                 self.textured = fitted is not None
                 shift = np.zeros(2) if fitted is None else fitted  # textureless: each track's own motion only
@@ -425,6 +452,7 @@ class PointTracker:
             track.last_hit = self.frame
             track.score_sum += points[d, 2]
             track.clear = track.clear + 1 if clear[d] else 0
+            track.pixels.append((float(raw[d, 0]), float(raw[d, 1])))
             if extents is not None and np.isfinite(extents[d, 0]):
                 track.half = np.maximum((extents[d, 2:4] - extents[d, :2]) / 2, SMALL_HALF)
             if o.min_move > 0:
@@ -445,6 +473,7 @@ class PointTracker:
             for d in born:
                 track = _Track(self.step, self.frame, points[d, :2] - self.offset, points[d, 2], o.trail)
                 track.clear = int(clear[d])
+                track.pixels.append((float(raw[d, 0]), float(raw[d, 1])))
                 if extents is not None and np.isfinite(extents[d, 0]):
                     track.half = np.maximum((extents[d, 2:4] - extents[d, :2]) / 2, SMALL_HALF)
                 self.tracks.append(track)
@@ -455,7 +484,7 @@ class PointTracker:
         for t, track in enumerate(self.tracks):
             recent = bin(track.history).count("1")
             if not track.track_id:
-                if (recent >= o.confirm_hits and inside(self.x[t, :2])
+                if (recent >= o.confirm_hits and inside(self.x[t, :2]) and not self._overlay(track)
                         and (o.min_move <= 0 or (o.clear_sky and track.clear >= o.clear_sky)
                              or (track.moved(o.jitter) >= o.min_move and not self._on_spot(track)))):
                     track.track_id, self.next_id = self.next_id, self.next_id + 1
@@ -463,8 +492,10 @@ class PointTracker:
                 elif track.missed > o.max_missed or (track.age + 1 >= o.confirm_window and recent < o.confirm_hits):
                     keep[t] = False
                     continue
-            elif track.missed > o.max_missed or (o.min_move > 0 and self.settled(track)):
-                if track.missed <= o.max_missed:  # settled
+            elif track.missed > o.max_missed or track.overlay() or (o.min_move > 0 and self.settled(track)):
+                if track.pixels and track.overlay():
+                    self.overlays.append(track.pixels[-1])
+                elif track.missed <= o.max_missed and track.path:  # settled
                     self.spots.append((track.path[-1][1], track.path[-1][2], self.step))
                 self.ended.append(track.summary())
                 keep[t] = False

@@ -134,7 +134,8 @@ def followed_target_over_plain_sky(frames: int = 40, pan: float = 2.0) -> tuple[
         mast = mast_x - x0 + 1.5
         lamps = [(mast, y + 1.0, 0.9) for y in (60, 160)]
         on_target = [(140.0, 120.0, 0.95), (160.0, 128.0, 0.9), (180.0, 136.0, 0.8)]
-        detections.append(np.array([*on_target, *lamps], float))
+        scatter = np.column_stack([rng.normal(0, 0.2, (5, 2)), np.zeros(5)])  # the detector's
+        detections.append(np.array([*on_target, *lamps], float) + scatter)
     return images, detections, pan
 
 
@@ -166,7 +167,7 @@ def test_a_textureless_view_gives_no_shift_and_a_still_point_on_clear_sky_is_con
     sky = [np.clip(70 + rng.normal(0, 1.0, (256, 320)), 0, 255).astype(np.uint8) for _ in range(20)]
     for frame in sky:
         frame[100:103, 200:203] = 160  # a small target, hovering
-    points = [np.array([[201.0, 101.0, 0.9]])] * len(sky)
+    points = [np.array([[201.0, 101.0, 0.9]]) + [*rng.normal(0, 0.2, 2), 0] for _ in sky]  # the detector's scatter
 
     def run_sky(options: TrackOptions) -> tuple[PointTracker, list[list]]:
         shift, tracker = SceneShift(), PointTracker(options)
@@ -194,6 +195,19 @@ def test_a_still_point_on_structure_is_not_on_clear_sky() -> None:
     assert tracker.textured and not any(confirmed(rows) for rows in out)
 
 
+def test_a_point_fixed_to_the_pixel_is_an_overlay() -> None:
+    """A camera's text or logo is drawn on every frame at one pixel position: with ``min_move 0`` it
+    is confirmed on its first detections, then ended once OVERLAY_HITS of them stood on one
+    position, and never confirmed again; the same point with the detector's usual scatter lives on."""
+    rng = np.random.default_rng(7)
+    fixed = [[(40.0, 240.0, 0.9)]] * 30
+    scattered = [[(40.0 + rng.normal(0, 0.1), 240.0 + rng.normal(0, 0.1), 0.9)] for _ in range(30)]
+    tracker = PointTracker(TrackOptions(min_move=0))
+    out = run(tracker, fixed)
+    assert not any(confirmed(rows) for rows in out[8:]) and [s.last_frame for s in tracker.take_ended()] == [7]
+    assert all(confirmed(rows) for rows in run(PointTracker(TrackOptions(min_move=0)), scattered)[3:])
+
+
 def test_object_extents_and_joining() -> None:
     """A 30 x 12 px bright object: its box and centre; a 2 px target: a small box; a bright region
     wider than any target: no extent. Two detections on the large object join into one at its centre."""
@@ -209,8 +223,9 @@ def test_object_extents_and_joining() -> None:
     assert (extents[1] == extents[0]).all()
     assert extents[2, 2] - extents[2, 0] <= 3 and extents[2, 3] - extents[2, 1] <= 3
     assert np.isnan(extents[3]).all()
-    joined, _ = join_objects(points, extents)
+    joined, _, raw = join_objects(points, extents)
     assert len(joined) == 3 and joined[0] == pytest.approx([64.5, 105.5, 0.9], abs=0.5)
+    assert raw[0] == pytest.approx([55.0, 104.0])  # the detector's own position, kept for the overlay test
 
 
 def test_bad_options_raise() -> None:
