@@ -1,10 +1,23 @@
-"""Point tracking on sequences made from real frames: the detector alone against confirmed tracks.
+"""Point tracking on real videos (drone-ir) and on sequences made from real frames: the detector
+alone against confirmed tracks.
 
-    python -m benchmarks.tracking --markdown                 # build (once), detect (cached), track, print
-    python -m benchmarks.tracking --sweep                    # each tracking option varied around its default
+    python -m benchmarks.tracking --markdown                 # both benchmarks (detections cached per model)
+    python -m benchmarks.tracking --only drone-ir --sweep    # drone-ir; + each option varied on the tune videos
+    python -m benchmarks.tracking --weights PATH             # another detector (its own detection cache)
+    python -m benchmarks.tracking --drone-ir PATH            # drone-ir elsewhere than data/drone-ir
     python -m benchmarks.tracking --compare norfair          # also norfair (pip install --no-deps norfair filterpy rich)
     python -m benchmarks.tracking --no-speed                 # skip the end-to-end frames/s runs
 
+**drone-ir** (``--drone-ir``, default ``data/drone-ir``: ``videos/IR_<CLASS>_<NNN>.mp4`` and
+``boxes/<video>.csv``): a ground camera's thermal videos of airplanes, birds, drones and
+helicopters, with a box per labelled target per frame. A confirmed point inside a box grown by 2 px
+finds it (one point per box; any other confirmed point is a false alarm, a second point on one
+target included). Split by video number (:func:`split_of`): tune on one part, report on the other.
+Reported per class, and for panning against still cameras (a video's median measured camera speed
+above PAN_PX). Detections, object extents and camera features are cached under
+``--out``/drone-ir.
+
+**Pasted sequences**:
 No labelled IR sequence ships with the data, so sequences are made, reproducibly (fixed seeds):
 real target patches cut from the SIRST and NUDT-SIRST *test* masks (``dataset.cut_patches``, the
 patches training pastes) move on smooth random paths (0.2-5 px/frame, some turning; in ``crossing``
@@ -991,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from simple_keypoint.predict import load_model
+    from simple_keypoint import load_model
 
     torch.set_num_threads(1)
     out = Path(args.out)

@@ -419,7 +419,11 @@ class PointTracker:
                 if fitted is None:  # scene positions before and after cannot be compared: the motion test starts over
                     for track in self.tracks:
                         track.path.clear()
-            else:
+            else:  # a fixed camera: objects are still joined
+                if o.objects and extents is None and shift.gray is not None and len(points):
+                    extents = object_extents(shift.gray, points)
+                if o.objects and extents is not None:
+                    points, extents, raw = join_objects(points, extents)
                 shift = np.zeros(2)
         else:
             shift = np.asarray(shift, float).reshape(2) if o.motion else np.zeros(2)
@@ -668,6 +672,11 @@ def add_track_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-move", type=number(float, 0), default=d.min_move,
                    help="px a track must move against the background before it is confirmed; 0 also confirms a "
                         "target that hovers still, and still clutter (default: %(default)s)")
+    g.add_argument("--clear-sky", type=number(int, 0), default=d.clear_sky,
+                   help="a track standing still with no background structure within 40 px is confirmed after this "
+                        "many detections in a row there (0: a still track is never confirmed) (default: %(default)s)")
+    g.add_argument("--no-objects", action="store_true",
+                   help="keep every detection as it is (default: detections on one bright object become one)")
     g.add_argument("--no-motion", action="store_true", help="do not follow the camera's shift (a fixed camera)")
     g.add_argument("--trail", type=number(int, 1), default=d.trail, help="trail length in frames on the video (default: %(default)s)")
 
@@ -679,7 +688,7 @@ def track_options(args: argparse.Namespace, conf: float | None = None) -> TrackO
     return TrackOptions(conf=TrackOptions.conf if conf is None else conf, keep_conf=args.keep_conf,
                         confirm_hits=hits, confirm_window=window,
                         max_missed=args.max_missed, gate=args.gate, min_move=args.min_move, motion=not args.no_motion,
-                        trail=args.trail)
+                        trail=args.trail, clear_sky=args.clear_sky, objects=not args.no_objects)
 
 
 __all__ = ["PointTracker", "SceneShift", "TrackOptions", "TrackPoint", "TrackSummary", "add_track_options", "track_options"]
