@@ -58,7 +58,7 @@ MOTION_Z = 4.0  # how clearly a track's fitted speed must stand above its jitter
 CHI2_GATE = 13.8  # squared Mahalanobis distance: 99.9 % of a 2-D Gaussian
 
 # Camera motion (SceneShift, FrameMotion): background corners followed by optical flow.
-MAX_FEATURES = 120  # corners followed per frame
+MAX_FEATURES = 80  # corners followed per frame
 MIN_CORNER = 1e-4  # OpenCV's corner strength (min eigenvalue, 8-bit image): weaker is flat sky or noise
 REFRESH = 10  # frames between fresh corners
 INLIER_PX = 0.75  # px: features agreeing on the shift
@@ -233,8 +233,8 @@ class _Track:
         """Whether its latest OVERLAY_HITS detections stood on one pixel position (OVERLAY_PX)."""
         if len(self.pixels) < OVERLAY_HITS:
             return False
-        pixels = np.array(self.pixels)
-        return float(np.ptp(pixels, axis=0).max()) <= OVERLAY_PX
+        us, vs = zip(*self.pixels, strict=True)  # a few values: plain Python beats building an array
+        return max(us) - min(us) <= OVERLAY_PX and max(vs) - min(vs) <= OVERLAY_PX
 
     def summary(self) -> TrackSummary:
         return TrackSummary(self.track_id, self.birth, self.confirmed_frame, self.last_hit, self.hits,
@@ -607,7 +607,7 @@ class SceneShift:
             return FrameMotion(gray, first=True)
         motion = FrameMotion(gray)
         if len(self.corners):
-            after, ok, _ = cv2.calcOpticalFlowPyrLK(previous, small, self.corners, None, winSize=(11, 11), maxLevel=2,
+            after, ok, _ = cv2.calcOpticalFlowPyrLK(previous, small, self.corners, None, winSize=(9, 9), maxLevel=2,
                                                     criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
             ok = ok[:, 0] == 1
             ok &= ((after[:, 0] >= 0) & (after[:, 0] < np.array(small.shape[::-1]))).all(axis=1)
@@ -623,37 +623,37 @@ class SceneShift:
 def object_extents(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Each point's object: the connected region (8-connected) of pixels standing 4 noise levels
     above the local background (a box mean over about OBJECT_BACKGROUND px) that holds the
-    brightest pixel within 2 px of the point. (n, 6) ``x0, y0, x1, y1`` (its box, inclusive pixel
-    indices) and ``u, v`` (its centre); NaN where the point has no such region or the region is
-    more than 2 EXTENT_RADIUS px across (a bright structure, not a target)."""
+    brightest such pixel within a pixel or two of the point, found on a half-size copy (a target
+    too small to show there has no extent, and needs none). (n, 6) ``x0, y0, x1, y1`` (its box,
+    inclusive pixel indices) and ``u, v`` (its centre); NaN where the point has no such region or
+    the region is more than 2 EXTENT_RADIUS px across (a bright structure, not a target)."""
     gray = np.asarray(gray, np.float32)
     points = np.asarray(points, float).reshape(-1, 3)
     out = np.full((len(points), 6), np.nan)
     if not len(points):
         return out
     h, w = gray.shape
-    factor = 4
-    small = cv2.resize(gray, (max(w // factor, 1), max(h // factor, 1)), interpolation=cv2.INTER_AREA)
-    k = max(OBJECT_BACKGROUND // factor | 1, 3)
-    background = cv2.resize(cv2.blur(small, (k, k), borderType=cv2.BORDER_REFLECT), (w, h), interpolation=cv2.INTER_LINEAR)
-    excess = gray - background
-    sample = excess[::4, ::4]
+    half = cv2.resize(gray, (max(w // 2, 1), max(h // 2, 1)), interpolation=cv2.INTER_AREA)
+    hh, hw = half.shape
+    small = cv2.resize(half, (max(hw // 2, 1), max(hh // 2, 1)), interpolation=cv2.INTER_AREA)
+    k = max(OBJECT_BACKGROUND // 4 | 1, 3)
+    background = cv2.resize(cv2.blur(small, (k, k), borderType=cv2.BORDER_REFLECT), (hw, hh), interpolation=cv2.INTER_LINEAR)
+    excess = half - background
+    sample = excess[::2, ::2]
     centre = float(np.median(sample))
     noise = max(1.4826 * float(np.median(np.abs(sample - centre))), 0.5)
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats((excess > centre + 4 * noise).astype(np.uint8),
-                                                                       connectivity=8)
-    u = np.clip(np.round(points[:, 0]).astype(int), 0, w - 1)
-    v = np.clip(np.round(points[:, 1]).astype(int), 0, h - 1)
-    for i in range(len(points)):
-        near = labels[max(v[i] - 2, 0):v[i] + 3, max(u[i] - 2, 0):u[i] + 3]
-        patch = excess[max(v[i] - 2, 0):v[i] + 3, max(u[i] - 2, 0):u[i] + 3]
-        label = int(near.flat[int(np.argmax(np.where(near > 0, patch, -np.inf)))])
-        if not label:
-            continue
-        x, y, bw, bh = stats[label, :4]
-        if max(bw, bh) > 2 * EXTENT_RADIUS:
-            continue
-        out[i] = (x, y, x + bw - 1, y + bh - 1, *centroids[label])
+    _, labels, stats, centroids = cv2.connectedComponentsWithStats((excess > centre + 4 * noise).astype(np.uint8),
+                                                                   connectivity=8)
+    # The 3 x 3 half-size pixels around each point: the brightest one on a region gives its label.
+    u = np.clip(np.round((points[:, 0] - 0.5) / 2).astype(int), 0, hw - 1)
+    v = np.clip(np.round((points[:, 1] - 0.5) / 2).astype(int), 0, hh - 1)
+    du, dv = np.meshgrid([-1, 0, 1], [-1, 0, 1])
+    nu, nv = np.clip(u[:, None] + du.ravel(), 0, hw - 1), np.clip(v[:, None] + dv.ravel(), 0, hh - 1)
+    near, value = labels[nv, nu], excess[nv, nu]
+    label = near[np.arange(len(points)), np.argmax(np.where(near > 0, value, -np.inf), axis=1)]
+    x, y, bw, bh = (stats[label, i] for i in range(4))
+    ok = (label > 0) & (2 * np.maximum(bw, bh) <= 2 * EXTENT_RADIUS)
+    out[ok] = np.column_stack([2 * x, 2 * y, 2 * (x + bw) - 1, 2 * (y + bh) - 1, 2 * centroids[label] + 0.5])[ok]
     return out
 
 
