@@ -543,12 +543,22 @@ def read_video(path: Path) -> Iterable[np.ndarray]:
         capture.release()
 
 
+def tracking_code_version() -> str:
+    """A hash of simple_keypoint/tracking.py: camera features and object extents are recomputed when it changes."""
+    import hashlib
+
+    import simple_keypoint.tracking as tracking
+
+    return hashlib.sha1(Path(tracking.__file__).read_bytes()).hexdigest()[:8]
+
+
 def load_video(root: Path, name: str, model, key: str, cache: Path) -> Video:
-    """A video's detections (cached per model), object extents (cached per model) and camera motion
-    (cached; it does not depend on the model), computed on first use."""
+    """A video's detections (cached per model), object extents (cached per model and version of the
+    tracking code) and camera features (cached per version of the tracking code), computed on first use."""
     video = root / "videos" / f"{name}.mp4"
-    detections, motion_file = cache / key / f"{name}.npz", cache / "motion" / f"{name}.npz"
-    extents_file = cache / key / f"{name}_extents.npz"
+    code = tracking_code_version()
+    detections, motion_file = cache / key / f"{name}.npz", cache / f"motion_{code}" / f"{name}.npz"
+    extents_file = cache / key / f"extents_{code}" / f"{name}.npz"
     need_motion, need_points = not motion_file.is_file(), not detections.is_file()
     need_extents = not extents_file.is_file()
     points: list[np.ndarray] = []
