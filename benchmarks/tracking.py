@@ -730,8 +730,8 @@ def drone_ir_groups(videos: list[Video], options: TrackOptions, pans: dict[str, 
     return {k: groups[k] for k in order if k in groups}
 
 
-def drone_ir_sweep(videos: list[Video], base: TrackOptions, markdown: bool, per_class: int = 0) -> str:
-    """Each option varied alone around ``base``, on the tune videos (at most ``per_class`` of each class, 0: all)."""
+def drone_ir_sweep(videos: list[Video], base: TrackOptions, markdown: bool) -> str:
+    """Each option varied alone around ``base``, on the tune videos."""
     grid: dict[str, list] = {"conf": [0.3, 0.4, 0.6, 0.7], "keep_conf": [0.1, 0.3],
                              "confirm": [(3, 5), (5, 7), (6, 8), (8, 10)], "max_missed": [3, 8, 12],
                              "gate": [6.0, 12.0, 16.0], "min_move": [1.0, 3.0], "clear_sky": [0, 4, 15, 30],
@@ -745,8 +745,6 @@ def drone_ir_sweep(videos: list[Video], base: TrackOptions, markdown: bool, per_
                 options = replace(base, **{name: value})
             variants.append((f"{name}={value}", options))
     tune = [v for v in videos if v.split == "tune"]
-    if per_class:
-        tune = [v for kind in CLASSES for v in [v for v in tune if v.kind == kind][:per_class]]
     lines = []
     for label, options in variants:
         tally = Tally()
@@ -945,11 +943,12 @@ def drone_ir_report(root: Path, cache: Path, weights: Path, model, key: str, opt
                     args: argparse.Namespace) -> None:
     """The drone-ir tables: per split, class and camera; the tune videos' sweep with --sweep."""
     names = sorted(p.stem for p in (root / "videos").glob("*.mp4"))
-    if args.videos:
+    if args.videos or args.tune_videos:
         picked: dict[tuple[str, str], list[str]] = {}
         for name in names:
             picked.setdefault((name.split("_")[1], split_of(name)), []).append(name)
-        names = sorted(n for group in picked.values() for n in group[:args.videos])
+        limit = {"validation": args.videos, "tune": min(args.videos or 10**6, args.tune_videos or 10**6)}
+        names = sorted(n for (_, split), group in picked.items() for n in group[:limit[split] or None])
     started = time.perf_counter()
     if args.jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -991,8 +990,8 @@ def drone_ir_report(root: Path, cache: Path, weights: Path, model, key: str, opt
     print("drone-ir, confirmed tracks (tracking defaults):\n")
     print(render_table(TRACK_HEADERS, [track_row(g, t) for g, t in groups.items()], md) + "\n")
     if args.sweep:
-        print(f"drone-ir tune videos (at most {args.sweep_videos or 'all'} per class), each option varied alone:\n")
-        print(drone_ir_sweep(videos, options, md, args.sweep_videos) + "\n")
+        print("drone-ir tune videos, each option varied alone:\n")
+        print(drone_ir_sweep(videos, options, md) + "\n")
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -1012,8 +1011,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=0,
                    help="drone-ir: at most this many videos per class and split, the first by number (0: all)")
     p.add_argument("--jobs", type=int, default=1, help="drone-ir: processes for the first (caching) pass")
-    p.add_argument("--sweep-videos", type=int, default=10,
-                   help="drone-ir --sweep: at most this many tune videos per class (0: all; default: %(default)s)")
+    p.add_argument("--tune-videos", type=int, default=0,
+                   help="drone-ir: at most this many tune videos per class, the first by number (0: all); the sweep "
+                        "runs on them")
     args = p.parse_args(argv)
 
     import torch
