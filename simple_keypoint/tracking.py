@@ -1,6 +1,7 @@
 """Point tracks over time: a constant-velocity Kalman filter per track, Hungarian assignment
-(``scipy.optimize.linear_sum_assignment``) inside a gate in pixels, and the scene's frame-to-frame
-shift by phase correlation (``cv2.phaseCorrelate``) so that predictions follow a panning camera.
+(``scipy.optimize.linear_sum_assignment``) inside a gate in pixels, and the camera's frame-to-frame
+shift measured on background features (Lucas-Kanade optical flow) off the targets, so that
+predictions follow a panning camera, including one that follows its target.
 
     tracker = PointTracker(TrackOptions())
     shift = SceneShift()
@@ -9,11 +10,15 @@ shift by phase correlation (``cv2.phaseCorrelate``) so that predictions follow a
 
 Rules (docs/tracking.md):
 
+- Detections on one bright object (:func:`object_extents`) become one point (:func:`join_objects`).
+- The camera's shift is fitted to background features off the objects and confirmed tracks
+  (:meth:`FrameMotion.fit`); a view with too few is textureless: no shift is guessed.
 - Detections scoring at least ``conf`` may start a track; a new track is *tentative*.
 - A tentative track is *confirmed* once it has ``confirm_hits`` detections in the last
-  ``confirm_window`` frames and has moved ``min_move`` px against the background
-  within the last ``MOVE_WINDOW`` frames (clutter stands still in the scene; a target that hovers still
-  needs ``min_move 0``).
+  ``confirm_window`` frames and has moved ``min_move`` px against the background within the last
+  ``MOVE_WINDOW`` frames (clutter stands still in the scene), or has stood on clear sky (no
+  background feature near it) for ``clear_sky`` detections in a row; never while fixed to the pixel
+  (a camera's overlay).
 - A confirmed track also continues with detections down to ``keep_conf`` (a dim target keeps its
   track); it coasts on its prediction while unseen and ends after ``max_missed`` frames unseen.
 - A tentative track that cannot reach ``confirm_hits`` in a full window, or is unseen for
