@@ -58,8 +58,8 @@ SPOT_RADIUS = 4.0  # px (scene)
 # scatter with the sensor's noise. Not confirmed, and a confirmed track that turns out so ends.
 OVERLAY_HITS = 8
 OVERLAY_PX = 0.01
-MOTION_POINTS = 5  # detections the line is fitted to, at least (two clutter peaks a few px apart look like motion)
-MOTION_Z = 4.0  # how clearly a track's fitted speed must stand above its jitter to count as moving
+MOTION_POINTS = 10  # detections the line is fitted to, at least (two clutter peaks a few px apart look like motion)
+MOTION_Z = 6.0  # how clearly a track's fitted speed must stand above its jitter to count as moving
 CHI2_GATE = 13.8  # squared Mahalanobis distance: 99.9 % of a 2-D Gaussian
 
 # Camera motion (SceneShift, FrameMotion): background corners followed by optical flow.
@@ -111,7 +111,7 @@ def join_objects(points: np.ndarray, extents: np.ndarray) -> tuple[np.ndarray, n
 class TrackOptions:
     """How tracks start, are confirmed, continue and end; defaults measured on ``benchmarks.tracking``."""
 
-    conf: float = 0.5  # detections at or above this may start a track
+    conf: float = 0.6  # detections at or above this may start a track
     keep_conf: float = 0.2  # a confirmed track continues with detections down to this
     confirm_hits: int = 4  # M: detections ...
     confirm_window: int = 6  # ... in the last N frames confirm a track
