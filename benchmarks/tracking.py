@@ -544,12 +544,16 @@ def read_video(path: Path) -> Iterable[np.ndarray]:
 
 
 def tracking_code_version() -> str:
-    """A hash of simple_keypoint/tracking.py: camera features and object extents are recomputed when it changes."""
+    """A hash of the code and constants that make camera features and object extents (SceneShift,
+    object_extents): their caches are recomputed when it changes, not when the tracker's rules do."""
     import hashlib
+    import inspect
 
     import simple_keypoint.tracking as tracking
 
-    return hashlib.sha1(Path(tracking.__file__).read_bytes()).hexdigest()[:8]
+    parts = [inspect.getsource(tracking.SceneShift), inspect.getsource(tracking.object_extents)]
+    parts += [repr(getattr(tracking, k)) for k in ("MAX_FEATURES", "MIN_CORNER", "REFRESH", "OBJECT_BACKGROUND", "EXTENT_RADIUS")]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
 
 
 def load_video(root: Path, name: str, model, key: str, cache: Path) -> Video:
