@@ -56,7 +56,7 @@ SPOT_RADIUS = 4.0  # px (scene)
 # A point whose last OVERLAY_HITS detections sit on the same pixel position to within OVERLAY_PX is
 # drawn on the image (a camera's text or logo) or a defective pixel: a real target's detections
 # scatter with the sensor's noise. Not confirmed, and a confirmed track that turns out so ends.
-OVERLAY_HITS = 4
+OVERLAY_HITS = 8
 OVERLAY_PX = 0.01
 MOTION_POINTS = 10  # detections the line is fitted to, at least (two clutter peaks a few px apart look like motion)
 MOTION_Z = 6.0  # how clearly a track's fitted speed must stand above its jitter to count as moving

@@ -196,12 +196,15 @@ def test_a_still_point_on_structure_is_not_on_clear_sky() -> None:
 
 
 def test_a_point_fixed_to_the_pixel_is_an_overlay() -> None:
-    """A camera's text or logo is drawn on every frame at one pixel position: never confirmed, even
-    with ``min_move 0``; the same point with the detector's usual scatter is, and lives on."""
+    """A camera's text or logo is drawn on every frame at one pixel position: with ``min_move 0`` it
+    is confirmed on its first detections, then ended once OVERLAY_HITS of them stood on one
+    position, and never confirmed again; the same point with the detector's usual scatter lives on."""
     rng = np.random.default_rng(7)
     fixed = [[(40.0, 240.0, 0.9)]] * 30
     scattered = [[(40.0 + rng.normal(0, 0.1), 240.0 + rng.normal(0, 0.1), 0.9)] for _ in range(30)]
-    assert not any(confirmed(rows) for rows in run(PointTracker(TrackOptions(min_move=0)), fixed))
+    tracker = PointTracker(TrackOptions(min_move=0))
+    out = run(tracker, fixed)
+    assert not any(confirmed(rows) for rows in out[8:]) and [s.last_frame for s in tracker.take_ended()] == [7]
     assert all(confirmed(rows) for rows in run(PointTracker(TrackOptions(min_move=0)), scattered)[3:])
 
 
