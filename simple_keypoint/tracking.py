@@ -59,6 +59,11 @@ SPOT_RADIUS = 4.0  # px (scene)
 OVERLAY_HITS = 8
 OVERLAY_PX = 0.01
 MOTION_POINTS = 10  # detections the line is fitted to, at least (two clutter peaks a few px apart look like motion)
+# A target crawling across the view (a distant airplane: under 0.1 px/frame) moves too little in
+# MOVE_WINDOW frames; a track that lives long is also tested over LONG_WINDOW frames, on one
+# detection in every LONG_STEP frames.
+LONG_WINDOW = 150
+LONG_STEP = 5
 MOTION_Z = 6.0  # how clearly a track's fitted speed must stand above its jitter to count as moving
 CHI2_GATE = 13.8  # squared Mahalanobis distance: 99.9 % of a 2-D Gaussian
 
@@ -174,8 +179,8 @@ class TrackSummary:
 
 class _Track:
     __slots__ = ("age", "birth", "birth_step", "check_step", "clear", "confirmed_frame", "confirmed_step", "half",
-                 "history", "hits", "last_hit", "missed", "path", "pixels", "score_sum", "speed_n", "speed_sum",
-                 "track_id", "trail")
+                 "history", "hits", "last_hit", "long_path", "missed", "path", "pixels", "score_sum", "speed_n",
+                 "speed_sum", "track_id", "trail")
 
     def __init__(self, step: int, frame: int, origin: np.ndarray, score: float, trail: int):
         self.track_id = 0
@@ -190,6 +195,7 @@ class _Track:
         # Its recent detections (frames since birth, u, v in scene coordinates: image position minus the
         # camera's offset), for min_move.
         self.path: deque[tuple[float, float, float]] = deque()
+        self.long_path: deque[tuple[float, float, float]] = deque()  # the same, one every LONG_STEP frames
         self.add_point(step, origin)
         self.score_sum, self.speed_sum, self.speed_n = score, 0.0, 0
         self.trail: deque[tuple[float, float]] = deque(maxlen=trail)  # scene coordinates
@@ -200,15 +206,26 @@ class _Track:
         self.path.append((t, float(point[0]), float(point[1])))
         while self.path[0][0] <= t - MOVE_WINDOW:
             self.path.popleft()
+        if not self.long_path or t - self.long_path[-1][0] >= LONG_STEP:
+            self.long_path.append(self.path[-1])
+            while self.long_path[0][0] <= t - LONG_WINDOW:
+                self.long_path.popleft()
 
-    def moved(self, jitter: float, window: int = MOVE_WINDOW) -> float:
+    def moved_long(self, jitter: float) -> float:
+        """:meth:`moved` over the last LONG_WINDOW frames (0 until the track has lived longer than MOVE_WINDOW)."""
+        if not self.long_path or self.long_path[-1][0] - self.long_path[0][0] < MOVE_WINDOW:
+            return 0.0
+        return self.moved(jitter, LONG_WINDOW, self.long_path)
+
+    def moved(self, jitter: float, window: int = MOVE_WINDOW, points: deque | None = None) -> float:
         """How far its detections moved in the scene over the last ``window`` frames, by a straight
         line fitted to them (speed x time span). 0 for fewer than MOTION_POINTS detections, and
         unless the speed stands MOTION_Z standard errors clear of zero, the detections' scatter about
         the line taken as at least ``jitter``."""
-        if len(self.path) < MOTION_POINTS:  # most tentative tracks (and any after a textureless frame): no array
+        points = self.path if points is None else points
+        if len(points) < MOTION_POINTS:  # most tentative tracks (and any after a textureless frame): no array
             return 0.0
-        path = np.array(self.path)
+        path = np.array(points)
         path = path[path[:, 0] > path[-1, 0] - window]
         n = len(path)
         if n < MOTION_POINTS:
@@ -323,7 +340,14 @@ class PointTracker:
         if self.options.clear_sky and track.clear >= self.options.clear_sky:
             return False  # still on clear sky is what a hovering target does; no clutter to slide onto
         recent = sum(1 for t, _, _ in track.path if t > track.path[-1][0] - SETTLE_WINDOW)
-        return recent >= SETTLE_WINDOW / 2 and track.moved(self.options.jitter, SETTLE_WINDOW) < self.options.min_move
+        return (recent >= SETTLE_WINDOW / 2 and track.moved(self.options.jitter, SETTLE_WINDOW) < self.options.min_move
+                and track.moved_long(self.options.jitter) < self.options.min_move)
+
+    def _crawled(self, track: _Track) -> bool:
+        """Moved ``min_move`` over LONG_WINDOW (checked every LONG_STEP frames: a line fit per track is not free)."""
+        if track.age < MOVE_WINDOW or track.age % LONG_STEP:
+            return False
+        return track.moved_long(self.options.jitter) >= self.options.min_move
 
     def _overlay(self, track: _Track) -> bool:
         """An overlay (:meth:`_Track.overlay`), or standing within 1 px of one found before."""
@@ -424,6 +448,7 @@ class PointTracker:
                 if fitted is None:  # scene positions before and after cannot be compared: the motion test starts over
                     for track in self.tracks:
                         track.path.clear()
+                        track.long_path.clear()
             else:  # a fixed camera: objects are still joined
                 if o.objects and extents is None and shift.gray is not None and len(points):
                     extents = object_extents(shift.gray, points)
@@ -495,7 +520,7 @@ class PointTracker:
             if not track.track_id:
                 if (recent >= o.confirm_hits and inside(self.x[t, :2]) and not self._overlay(track)
                         and (o.min_move <= 0 or (o.clear_sky and track.clear >= o.clear_sky)
-                             or (track.moved(o.jitter) >= o.min_move and not self._on_spot(track)))):
+                             or ((track.moved(o.jitter) >= o.min_move or self._crawled(track)) and not self._on_spot(track)))):
                     track.track_id, self.next_id = self.next_id, self.next_id + 1
                     track.confirmed_frame, track.confirmed_step = self.frame, self.step
                 elif track.missed > o.max_missed or (track.age + 1 >= o.confirm_window and recent < o.confirm_hits):

@@ -90,6 +90,19 @@ def test_still_clutter_is_not_confirmed_unless_min_move_is_off() -> None:
     assert confirmed(run(PointTracker(TrackOptions(min_move=0.0)), frames)[-1])
 
 
+def test_a_crawling_target_is_confirmed_and_kept_and_still_clutter_is_not() -> None:
+    """A distant airplane crawling at 0.075 px/frame moves 2 px only over 27 frames, inside its
+    detections' scatter: the long window (LONG_WINDOW) confirms it, and it is not ended as settled;
+    a still point with the same scatter never is."""
+    rng = np.random.default_rng(8)
+    crawl = [[(50 + 0.075 * t + rng.normal(0, 0.2), 80 + rng.normal(0, 0.2), 0.9)] for t in range(200)]
+    still = [[(50 + rng.normal(0, 0.2), 80 + rng.normal(0, 0.2), 0.9)] for _ in range(200)]
+    out = run(PointTracker(TrackOptions()), crawl)
+    first = next(t for t, rows in enumerate(out) if confirmed(rows))
+    assert first <= 120 and all(list(confirmed(rows)) == [1] for rows in out[first:])
+    assert not any(confirmed(rows) for rows in run(PointTracker(TrackOptions()), still))
+
+
 def test_a_panning_camera_moves_predictions_with_the_background() -> None:
     """The camera pans 6 px/frame (beyond the gate without the shift) while the target is still in
     the scene: with the shift the track holds, and still clutter still counts as not moving."""
