@@ -932,7 +932,7 @@ _worker_model = None
 
 def _load_in_worker(root: Path, name: str, weights: Path, key: str, cache: Path) -> str:
     global _worker_model
-    if _worker_model is None:
+    if _worker_model is None and not (cache / key / f"{name}.npz").is_file():  # the model only for detections
         import torch
 
         from simple_keypoint import load_model
