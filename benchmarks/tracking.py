@@ -1,10 +1,23 @@
-"""Point tracking on sequences made from real frames: the detector alone against confirmed tracks.
+"""Point tracking on real videos (drone-ir) and on sequences made from real frames: the detector
+alone against confirmed tracks.
 
-    python -m benchmarks.tracking --markdown                 # build (once), detect (cached), track, print
-    python -m benchmarks.tracking --sweep                    # each tracking option varied around its default
+    python -m benchmarks.tracking --markdown                 # both benchmarks (detections cached per model)
+    python -m benchmarks.tracking --only drone-ir --sweep    # drone-ir; + each option varied on the tune videos
+    python -m benchmarks.tracking --weights PATH             # another detector (its own detection cache)
+    python -m benchmarks.tracking --drone-ir PATH            # drone-ir elsewhere than data/drone-ir
     python -m benchmarks.tracking --compare norfair          # also norfair (pip install --no-deps norfair filterpy rich)
     python -m benchmarks.tracking --no-speed                 # skip the end-to-end frames/s runs
 
+**drone-ir** (``--drone-ir``, default ``data/drone-ir``: ``videos/IR_<CLASS>_<NNN>.mp4`` and
+``boxes/<video>.csv``): a ground camera's thermal videos of airplanes, birds, drones and
+helicopters, with a box per labelled target per frame. A confirmed point inside a box grown by 2 px
+finds it (one point per box; any other confirmed point is a false alarm, a second point on one
+target included). Split by video number (:func:`split_of`): tune on one part, report on the other.
+Reported per class, and for panning against still cameras (a video's median measured camera speed
+above PAN_PX). Detections, object extents and camera features are cached under
+``--out``/drone-ir.
+
+**Pasted sequences**:
 No labelled IR sequence ships with the data, so sequences are made, reproducibly (fixed seeds):
 real target patches cut from the SIRST and NUDT-SIRST *test* masks (``dataset.cut_patches``, the
 patches training pastes) move on smooth random paths (0.2-5 px/frame, some turning; in ``crossing``
@@ -47,7 +60,7 @@ from simple_keypoint.images import find_images, read_image, to_gray
 from simple_keypoint.labels import pixel_to_normalised, write_labels
 from simple_keypoint.paths import repo_root, resolve_weights
 from simple_keypoint.tables import render_table
-from simple_keypoint.tracking import PointTracker, SceneShift, TrackOptions
+from simple_keypoint.tracking import FrameMotion, PointTracker, SceneShift, TrackOptions, object_extents
 
 ROOT = repo_root() or Path.cwd()
 DATA = ROOT / "data"
@@ -260,10 +273,12 @@ class Detected:
     kind: str
     truth: list[np.ndarray]  # per frame (k, 3) id, u, v
     points: list[np.ndarray]  # per frame (n, 3) u, v, score (score >= DET_FLOOR, best DET_MAX)
-    shifts: np.ndarray  # (T, 2) by SceneShift
+    shifts: np.ndarray  # (T, 2) by SceneShift, fitted to every feature (NaN: textureless)
     true_shifts: np.ndarray
     shift_ms: float  # SceneShift per frame
     size: tuple[int, int]  # width, height
+    motions: list[FrameMotion] = field(default_factory=list)  # per frame, without the image
+    extents: list[np.ndarray] = field(default_factory=list)  # per frame, as object_extents gives them
 
 
 def read_truth(folder: Path, frames: int) -> list[np.ndarray]:
@@ -284,15 +299,21 @@ def detect_sequence(folder: Path, model, key: str) -> Detected:
     else:
         points = [model.predict(read_image(path), conf=DET_FLOOR, max_points=DET_MAX) for path in paths]
         np.savez(cache, points=np.vstack(points), splits=np.cumsum([len(p) for p in points])[:-1])
-    shifts, spent, shift = [], 0.0, SceneShift()  # not cached: cheap, and what is being measured
-    for path in paths:
+    shifts, motions, extents, spent, shift = [], [], [], 0.0, SceneShift()  # not cached: what is being measured
+    for path, p in zip(paths, points, strict=True):
         image = read_image(path)
         started = time.perf_counter()
-        shifts.append(shift(image))
+        motion = shift(image)
         spent += time.perf_counter() - started
-    shifts, shift_ms = np.array(shifts), 1000 * spent / len(paths)
+        fitted = motion.fit()
+        shifts.append((np.nan, np.nan) if fitted is None else fitted)
+        e = np.full((len(p), 6), np.nan)
+        e[p[:, 2] >= EXTENT_FLOOR] = object_extents(motion.gray, p[p[:, 2] >= EXTENT_FLOOR])
+        extents.append(e)
+        motions.append(replace(motion, gray=None))
+    shifts, shift_ms = np.array(shifts, float), 1000 * spent / len(paths)
     return Detected(folder.name, folder.name.rsplit("_", 1)[0], read_truth(folder, len(paths)), points, shifts,
-                    np.load(folder / "camera_shift.npy"), shift_ms, (image.shape[1], image.shape[0]))
+                    np.load(folder / "camera_shift.npy"), shift_ms, (image.shape[1], image.shape[0]), motions, extents)
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -354,9 +375,13 @@ Outputs = list[list[tuple[int, float, float]]]  # per frame: (track id, u, v) of
 def run_ours(seq: Detected, options: TrackOptions, true_shift: bool = False) -> tuple[Outputs, float]:
     tracker = PointTracker(options)
     out, started = [], time.perf_counter()
-    shifts = seq.true_shifts if true_shift else seq.shifts
-    for points, shift in zip(seq.points, shifts, strict=True):
-        rows = tracker.update(points[points[:, 2] >= options.detect_conf][:options.max_points], shift, size=seq.size)
+    for t, points in enumerate(seq.points):
+        keep = points[:, 2] >= options.detect_conf
+        if true_shift:  # the true shift: nothing fitted, no objects joined
+            rows = tracker.update(points[keep][:options.max_points], seq.true_shifts[t], size=seq.size)
+        else:
+            rows = tracker.update(points[keep][:options.max_points], seq.motions[t], size=seq.size,
+                                  extents=seq.extents[t][keep][:options.max_points])
         out.append([(r.track_id, r.u, r.v) for r in rows if r.confirmed and r.detection is not None])
     return out, time.perf_counter() - started
 
@@ -376,7 +401,7 @@ def run_norfair(seq: Detected, options: TrackOptions, conf: float, motion_test: 
     out, offset, started = [], np.zeros(2), time.perf_counter()
     paths: dict[int, _Track] = {}
     moving: set[int] = set()
-    for step, (points, shift) in enumerate(zip(seq.points, seq.shifts, strict=True)):
+    for step, (points, shift) in enumerate(zip(seq.points, np.nan_to_num(seq.shifts), strict=True)):
         offset = offset + shift
         detections = [Detection(points=p[None, :2].copy(), scores=np.array([p[2]])) for p in points if p[2] >= conf]
         now = {id(d) for d in detections}
@@ -441,6 +466,297 @@ def mot_summary(tally: Tally) -> dict[str, float]:
             tally.accumulators, names=tally.names, generate_overall=True,
             metrics=["num_switches", "num_fragmentations", "mota", "idf1"])
     return {k: float(v) for k, v in summary.loc["OVERALL"].items()}
+
+
+# ---------------------------------------------------------------------------------------------- drone-ir
+
+CLASSES = ("airplane", "bird", "drone", "helicopter")
+GROW = 2.0  # px: a confirmed point inside a target's box grown by this much finds it
+EXTENT_FLOOR = 0.1  # object extents are cached for detections down to this score
+PAN_PX = 0.3  # px/frame: a video whose camera moves more than this (median over its frames) is "panning"
+
+
+def split_of(name: str) -> str:
+    """The fixed split by video name: numbers 25-36, 61-72, 97-108, 133-144 (every third block of 12)
+    are validation, the rest tune. Blocks, not alternate videos: neighbouring numbers were filmed
+    together and look alike."""
+    number = int(name.rsplit("_", 1)[1])
+    return "validation" if ((number - 1) // 12) % 3 == 2 else "tune"
+
+
+@dataclass
+class Video:
+    """One drone-ir video with its cached detections, object extents and camera motion."""
+
+    name: str
+    kind: str  # its class: airplane, bird, drone, helicopter
+    split: str
+    boxes: list[np.ndarray]  # per frame (k, 5) target id, x0, y0, x1, y1 (grown by GROW)
+    points: list[np.ndarray]  # per frame (n, 3) u, v, score (score >= DET_FLOOR, best DET_MAX)
+    extents: list[np.ndarray]  # per frame (n, 6) as object_extents gives them (NaN below EXTENT_FLOOR)
+    motions: list[FrameMotion]  # per frame, without the image
+    size: tuple[int, int]
+    motion_ms: float  # SceneShift per frame
+    extent_ms: float  # object_extents per frame
+
+
+def read_boxes(path: Path, frames: int) -> list[np.ndarray]:
+    """Per frame (k, 5): id, box grown by GROW. Several targets in one video get IDs by following
+    each box to the nearest one of the frame before (within 40 px), else a new ID."""
+    rows: list[list[tuple[float, float, float, float]]] = [[] for _ in range(frames)]
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            t = int(r["frame"])
+            if 0 <= t < frames:
+                x, y, w, h = (float(r[k]) for k in ("x", "y", "width", "height"))
+                rows[t].append((x - GROW, y - GROW, x + w + GROW, y + h + GROW))
+    out, previous, next_id = [], np.zeros((0, 5)), 0
+    for boxes in rows:
+        b = np.array(boxes, float).reshape(-1, 4)
+        ids = np.full(len(b), -1.0)
+        if len(b) and len(previous):
+            centre = (b[:, :2] + b[:, 2:]) / 2
+            before = (previous[:, 1:3] + previous[:, 3:5]) / 2
+            d = np.linalg.norm(centre[:, None] - before[None], axis=2)
+            r, c = linear_sum_assignment(d)
+            for i, j in zip(r, c, strict=True):
+                if d[i, j] <= 40:
+                    ids[i] = previous[j, 0]
+        for i in np.flatnonzero(ids < 0):
+            ids[i], next_id = next_id, next_id + 1
+        frame = np.column_stack([ids, b])
+        out.append(frame)
+        if len(frame):
+            previous = frame
+    return out
+
+
+def read_video(path: Path) -> Iterable[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield image
+    finally:
+        capture.release()
+
+
+def tracking_code_version() -> str:
+    """A hash of the code and constants that make camera features and object extents (SceneShift,
+    object_extents): their caches are recomputed when it changes, not when the tracker's rules do."""
+    import hashlib
+    import inspect
+
+    import simple_keypoint.tracking as tracking
+
+    parts = [inspect.getsource(tracking.SceneShift), inspect.getsource(tracking.object_extents)]
+    parts += [repr(getattr(tracking, k)) for k in ("MAX_FEATURES", "MIN_CORNER", "REFRESH", "OBJECT_BACKGROUND", "EXTENT_RADIUS")]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
+
+
+def load_video(root: Path, name: str, model, key: str, cache: Path) -> Video:
+    """A video's detections (cached per model), object extents (cached per model and version of the
+    tracking code) and camera features (cached per version of the tracking code), computed on first use."""
+    video = root / "videos" / f"{name}.mp4"
+    code = tracking_code_version()
+    detections, motion_file = cache / key / f"{name}.npz", cache / f"motion_{code}" / f"{name}.npz"
+    extents_file = cache / key / f"extents_{code}" / f"{name}.npz"
+    need_motion, need_points = not motion_file.is_file(), not detections.is_file()
+    need_extents = not extents_file.is_file()
+    points: list[np.ndarray] = []
+    extents: list[np.ndarray] = []
+    flows: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
+    motion_s = extent_s = 0.0
+    size = (0, 0)
+    if need_points:
+        points = [model.predict(image, conf=DET_FLOOR, max_points=DET_MAX) for image in read_video(video)]
+        _save_ragged(detections, points=points)
+    else:
+        points = _load_ragged(detections)["points"]
+    if need_motion or need_extents:
+        shift = SceneShift()
+        for t, image in enumerate(read_video(video)):
+            size = (image.shape[1], image.shape[0])
+            started = time.perf_counter()
+            m = shift(image)
+            motion_s += time.perf_counter() - started
+            flows.append((m.before, m.after, m.strength, m.first))
+            started = time.perf_counter()
+            p = points[t]
+            e = np.full((len(p), 6), np.nan)
+            strong = p[:, 2] >= EXTENT_FLOOR
+            e[strong] = object_extents(m.gray, p[strong])
+            extent_s += time.perf_counter() - started
+            extents.append(e)
+        if need_motion:
+            _save_ragged(motion_file, before=[f[0] for f in flows], after=[f[1] for f in flows],
+                         strength=[f[2] for f in flows], first=[np.array([f[3]]) for f in flows],
+                         meta=[np.array([size[0], size[1], 1000 * motion_s / len(flows)])])
+        if need_extents:
+            _save_ragged(extents_file, extents=extents, meta=[np.array([1000 * extent_s / len(extents)])])
+    m = _load_ragged(motion_file)
+    e = _load_ragged(extents_file)
+    motions = [FrameMotion(None, b, a, s, bool(f[0])) for b, a, s, f in zip(m["before"], m["after"], m["strength"], m["first"],
+                                                                            strict=True)]
+    width, height, motion_ms = m["meta"][0]
+    kind = name.split("_")[1].lower()
+    frames = len(points)
+    return Video(name, kind, split_of(name), read_boxes(root / "boxes" / f"{name}.csv", frames), points, e["extents"],
+                 motions, (int(width), int(height)), float(motion_ms), float(e["meta"][0][0]))
+
+
+def _save_ragged(path: Path, **arrays: list[np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {}
+    for k, parts in arrays.items():
+        width = int(np.prod(np.asarray(parts[0]).shape[1:])) if parts else 1
+        data[k] = np.concatenate([np.asarray(p).reshape(len(p), width) for p in parts]) if parts else np.zeros((0, 1))
+        data[f"{k}_splits"] = np.cumsum([len(p) for p in parts])[:-1]
+        data[f"{k}_shape"] = np.array(np.asarray(parts[0]).shape[1:] if parts else (), int)
+    tmp = path.with_suffix(".partial.npz")
+    np.savez(tmp, **data)
+    tmp.rename(path)
+
+
+def _load_ragged(path: Path) -> dict[str, list[np.ndarray]]:
+    data = np.load(path)
+    out = {}
+    for k in data.files:
+        if k.endswith(("_splits", "_shape")):
+            continue
+        if f"{k}_splits" not in data.files:  # the first detection cache's layout: points + splits
+            continue
+        shape = tuple(int(x) for x in data[f"{k}_shape"])
+        out[k] = [p.reshape(-1, *shape) for p in np.split(data[k], data[f"{k}_splits"])]
+    if "points" not in out and "points" in data.files:
+        out["points"] = np.split(data["points"], data["splits"])
+    return out
+
+
+def run_video(video: Video, options: TrackOptions) -> tuple[Outputs, float, np.ndarray]:
+    """Confirmed outputs per frame, tracker seconds, and the camera shifts it used (NaN: textureless)."""
+    tracker = PointTracker(options)
+    out, shifts, started = [], [], time.perf_counter()
+    for points, extents, motion in zip(video.points, video.extents, video.motions, strict=True):
+        keep = points[:, 2] >= options.detect_conf
+        rows = tracker.update(points[keep][:options.max_points], motion, size=video.size,
+                              extents=extents[keep][:options.max_points])
+        out.append([(r.track_id, r.u, r.v) for r in rows if r.confirmed and r.detection is not None])
+        shifts.append(tracker.shift if tracker.textured else (np.nan, np.nan))
+    return out, time.perf_counter() - started, np.array(shifts, float)
+
+
+def box_matches(boxes: np.ndarray, points: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one pairs (box row, point row) with the point inside the (grown) box, nearest the box's centre."""
+    if not len(boxes) or not len(points):
+        return []
+    inside = ((points[None, :, 0] >= boxes[:, None, 1]) & (points[None, :, 0] <= boxes[:, None, 3])
+              & (points[None, :, 1] >= boxes[:, None, 2]) & (points[None, :, 1] <= boxes[:, None, 4]))
+    centre = (boxes[:, 1:3] + boxes[:, 3:5]) / 2
+    d = np.linalg.norm(centre[:, None] - points[None, :, :2], axis=2)
+    r, c = linear_sum_assignment(np.where(inside, d, 1e6))
+    return [(i, j) for i, j in zip(r, c, strict=True) if inside[i, j]]
+
+
+def score_video(video: Video, outputs: Outputs, seconds: float) -> Tally:
+    """As score_tracks, with 'inside the grown box' for 'within RADIUS'."""
+    import motmetrics as mm
+
+    tally = Tally(frames=len(outputs), target_frames=sum(len(b) for b in video.boxes), seconds=seconds, names=[video.name])
+    accumulator = mm.MOTAccumulator(auto_id=True)
+    first_frame: dict[int, int] = {}
+    confirmed_at: dict[int, int] = {}
+    frames_of: dict[int, list[tuple[int, bool]]] = {}
+    for t, (boxes, rows) in enumerate(zip(video.boxes, outputs, strict=True)):
+        points = np.array([(u, v) for _, u, v in rows], float).reshape(-1, 2)
+        pairs = box_matches(boxes, points)
+        hit_rows = {i for i, _ in pairs}
+        tally.hits += len(pairs)
+        tally.false += len(points) - len(pairs)
+        distances = np.full((len(boxes), len(points)), np.nan)
+        for i, j in pairs:
+            distances[i, j] = 0.0
+        for i, gid in enumerate(boxes[:, 0].astype(int).tolist()):
+            first_frame.setdefault(gid, t)
+            if i in hit_rows:
+                confirmed_at.setdefault(gid, t)
+            frames_of.setdefault(gid, []).append((t, i in hit_rows))
+            # any point inside the box may match it (motmetrics keeps an ID once matched)
+            inside = ((points[:, 0] >= boxes[i, 1]) & (points[:, 0] <= boxes[i, 3])
+                      & (points[:, 1] >= boxes[i, 2]) & (points[:, 1] <= boxes[i, 4]))
+            distances[i, inside & np.isnan(distances[i])] = 1.0
+        accumulator.update(boxes[:, 0].astype(int).tolist(), [r[0] for r in rows], distances)
+    for gid, seen in frames_of.items():
+        tally.targets += 1
+        if gid not in confirmed_at:
+            tally.never += 1
+            tally.after_frames += len(seen)
+            continue
+        tally.delays.append(confirmed_at[gid] - first_frame[gid])
+        after = [hit for t, hit in seen if t >= confirmed_at[gid]]
+        tally.after_frames += len(after)
+        tally.after_hits += sum(after)
+    tally.accumulators.append(accumulator)
+    return tally
+
+
+def score_video_detector(video: Video, thresholds: Iterable[float], max_points: int = TrackOptions.max_points) -> Tally:
+    tally = Tally(frames=len(video.points), target_frames=sum(len(b) for b in video.boxes))
+    for c in thresholds:
+        hits = false = 0
+        for boxes, points in zip(video.boxes, video.points, strict=True):
+            kept = points[points[:, 2] >= c][:max_points]
+            n = len(box_matches(boxes, kept))
+            hits, false = hits + n, false + len(kept) - n
+        tally.det_hits[c], tally.det_false[c] = hits, false
+    return tally
+
+
+def camera_speed(shifts: np.ndarray) -> float:
+    """Median camera speed (px/frame) over a video's frames with a measured shift (0 when none)."""
+    speed = np.linalg.norm(shifts[1:], axis=1)
+    speed = speed[np.isfinite(speed)]
+    return float(np.median(speed)) if len(speed) else 0.0
+
+
+def drone_ir_groups(videos: list[Video], options: TrackOptions, pans: dict[str, bool]) -> dict[str, Tally]:
+    """Tallies per split x (each class, panning, still, all)."""
+    groups: dict[str, Tally] = {}
+    for video in videos:
+        outputs, seconds, _ = run_video(video, options)
+        tally = score_video(video, outputs, seconds)
+        for group in (video.kind, "panning camera" if pans[video.name] else "still camera", "all"):
+            groups.setdefault(f"{video.split}: {group}", Tally()).add(tally)
+    order = [f"{split}: {g}" for split in ("validation", "tune")
+             for g in (*CLASSES, "panning camera", "still camera", "all")]
+    return {k: groups[k] for k in order if k in groups}
+
+
+def drone_ir_sweep(videos: list[Video], base: TrackOptions, markdown: bool) -> str:
+    """Each option varied alone around ``base``, on the tune videos."""
+    grid: dict[str, list] = {"conf": [0.3, 0.4, 0.6, 0.7], "keep_conf": [0.1, 0.3],
+                             "confirm": [(3, 5), (5, 7), (6, 8), (8, 10)], "max_missed": [3, 8, 12],
+                             "gate": [6.0, 12.0, 16.0], "min_move": [1.0, 3.0], "clear_sky": [0, 4, 15, 30],
+                             "objects": [False], "border": [0.0, 5.0], "motion": [False]}
+    variants: list[tuple[str, TrackOptions]] = [("defaults", base)]
+    for name, values in grid.items():
+        for value in values:
+            if name == "confirm":
+                options = replace(base, confirm_hits=value[0], confirm_window=value[1])
+            else:
+                options = replace(base, **{name: value})
+            variants.append((f"{name}={value}", options))
+    tune = [v for v in videos if v.split == "tune"]
+    lines = []
+    for label, options in variants:
+        tally = Tally()
+        for video in tune:
+            outputs, seconds, _ = run_video(video, options)
+            tally.add(score_video(video, outputs, seconds))
+        lines.append(track_row(label, tally))
+    return render_table(TRACK_HEADERS, lines, markdown)
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -579,8 +895,10 @@ def figure(seq: Detected, folder: Path, options: TrackOptions, path: Path) -> No
     from simple_keypoint.track import draw_tracks
 
     tracker, best = PointTracker(options), (0, None)
-    for t, (points, shift) in enumerate(zip(seq.points, seq.shifts, strict=True)):
-        rows = tracker.update(points[points[:, 2] >= options.detect_conf][:options.max_points], shift, size=seq.size)
+    for t, (points, motion, extents) in enumerate(zip(seq.points, seq.motions, seq.extents, strict=True)):
+        keep = points[:, 2] >= options.detect_conf
+        rows = tracker.update(points[keep][:options.max_points], motion, size=seq.size,
+                              extents=extents[keep][:options.max_points])
         confirmed = [r for r in rows if r.confirmed and r.detection is not None]
         score = len(confirmed) * 1000 + sum(len(r.trail) for r in confirmed)
         if len(confirmed) >= 2 and score > best[0]:
@@ -609,6 +927,76 @@ def figure(seq: Detected, folder: Path, options: TrackOptions, path: Path) -> No
 
 # ---------------------------------------------------------------------------------------------- main
 
+_worker_model = None
+
+
+def _load_in_worker(root: Path, name: str, weights: Path, key: str, cache: Path) -> str:
+    global _worker_model
+    if _worker_model is None and not (cache / key / f"{name}.npz").is_file():  # the model only for detections
+        import torch
+
+        from simple_keypoint import load_model
+
+        torch.set_num_threads(1)
+        _worker_model = load_model(weights, device="cpu", threads=1)
+    load_video(root, name, _worker_model, key, cache)
+    return name
+
+
+def drone_ir_report(root: Path, cache: Path, weights: Path, model, key: str, options: TrackOptions,
+                    args: argparse.Namespace) -> None:
+    """The drone-ir tables: per split, class and camera; the tune videos' sweep with --sweep."""
+    names = sorted(p.stem for p in (root / "videos").glob("*.mp4"))
+    if args.videos or args.tune_videos:
+        picked: dict[tuple[str, str], list[str]] = {}
+        for name in names:
+            picked.setdefault((name.split("_")[1], split_of(name)), []).append(name)
+        limit = {"validation": args.videos, "tune": min(args.videos or 10**6, args.tune_videos or 10**6)}
+        names = sorted(n for (_, split), group in picked.items() for n in group[:limit[split] or None])
+    started = time.perf_counter()
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs) as pool:
+            list(pool.map(_load_in_worker, *zip(*[(root, n, weights, key, cache) for n in names], strict=True)))
+    videos = [load_video(root, n, model, key, cache) for n in names]
+    pans = {v.name: camera_speed(run_video(v, options)[2]) > PAN_PX for v in videos}
+    md = args.markdown
+    frames = sum(len(v.points) for v in videos)
+    counts = {split: sum(v.split == split for v in videos) for split in ("validation", "tune")}
+    print(f"drone-ir: {len(videos)} videos ({counts['validation']} validation, {counts['tune']} tune), {frames} frames, "
+          f"{sum(pans.values())} panning (median camera speed above {PAN_PX} px/frame); camera motion "
+          f"{np.mean([v.motion_ms for v in videos]):.2f} ms/frame, object extents "
+          f"{np.mean([v.extent_ms for v in videos]):.2f} ms/frame (detections down to {EXTENT_FLOOR}); "
+          f"loaded in {time.perf_counter() - started:.0f} s\n")
+    groups = drone_ir_groups(videos, options, pans)
+    detector: dict[str, Tally] = {}
+    thresholds = [model.conf, options.conf]
+    for video in videos:
+        tally = score_video_detector(video, thresholds)
+        for group in (video.kind, "panning camera" if pans[video.name] else "still camera", "all"):
+            detector.setdefault(f"{video.split}: {group}", Tally()).add(tally)
+    headers = ["", "videos", "frames", "target-frames"]
+    for c in thresholds:
+        headers += [f"detector@{c:g} Pd", "FA/frame"]
+    headers += ["confirmed tracks Pd after confirmation", "FA/frame"]
+    lines = []
+    for group, tr in groups.items():
+        t = detector[group]
+        line = [group, str(len(tr.names)), str(t.frames), str(t.target_frames)]
+        for c in thresholds:
+            line += [fmt(t.det_hits[c] / max(t.target_frames, 1)), fmt(t.det_false[c] / t.frames, 2)]
+        line += [fmt(tr.after_hits / max(tr.after_frames, 1)), fmt(tr.false / tr.frames)]
+        lines.append(line)
+    print(f"drone-ir, detector alone and confirmed tracks (a point inside a target's box grown by {GROW:g} px; "
+          "one point per box):\n")
+    print(render_table(headers, lines, md) + "\n")
+    print("drone-ir, confirmed tracks (tracking defaults):\n")
+    print(render_table(TRACK_HEADERS, [track_row(g, t) for g, t in groups.items()], md) + "\n")
+    if args.sweep:
+        print("drone-ir tune videos, each option varied alone:\n")
+        print(drone_ir_sweep(videos, options, md) + "\n")
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -621,29 +1009,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", choices=["norfair"], help="also run norfair on the same detections")
     p.add_argument("--no-speed", action="store_true", help="skip the end-to-end frames/s runs")
     p.add_argument("--figure", default=None, help="also save a frame of crossing_0 with its tracks' trails (png)")
+    p.add_argument("--drone-ir", default=str(DATA / "drone-ir"),
+                   help="the drone-ir videos and boxes (default: %(default)s); scored when the folder exists")
+    p.add_argument("--only", choices=["drone-ir", "pasted"], help="run one of the two benchmarks")
+    p.add_argument("--videos", type=int, default=0,
+                   help="drone-ir: at most this many videos per class and split, the first by number (0: all)")
+    p.add_argument("--jobs", type=int, default=1, help="drone-ir: processes for the first (caching) pass")
+    p.add_argument("--tune-videos", type=int, default=0,
+                   help="drone-ir: at most this many tune videos per class, the first by number (0: all); the sweep "
+                        "runs on them")
     args = p.parse_args(argv)
 
     import torch
 
-    from simple_keypoint.predict import load_model
+    from simple_keypoint import load_model
 
     torch.set_num_threads(1)
     out = Path(args.out)
-    folders = build(out, Recipe(args.frames, args.per_kind))
+    folders = build(out, Recipe(args.frames, args.per_kind)) if args.only != "drone-ir" else []
     weights = resolve_weights(args.weights)
     model = load_model(weights, device="cpu", threads=1)
     import hashlib
 
     key = hashlib.sha1(weights.read_bytes()).hexdigest()[:10]
-    seqs = [detect_sequence(folder, model, key) for folder in folders]
     options = TrackOptions()
     md = args.markdown
+    print(f"weights {weights} (threshold {model.conf:g}); tracking defaults: {options}\n")
+    if args.only != "pasted" and Path(args.drone_ir).is_dir():
+        drone_ir_report(Path(args.drone_ir), out / "drone-ir", weights, model, key, options, args)
+    elif args.only == "drone-ir":
+        raise SystemExit(f"{args.drone_ir}: no such folder (--drone-ir)")
+    if args.only == "drone-ir":
+        return 0
+    seqs = [detect_sequence(folder, model, key) for folder in folders]
 
     shift_error = np.concatenate([np.linalg.norm(s.shifts[1:] - s.true_shifts[1:], axis=1) for s in seqs])
-    print(f"weights {weights} (threshold {model.conf:g}); {len(seqs)} sequences x {args.frames} frames; "
-          f"tracking defaults: {options}")
-    print(f"scene shift (phase correlation): {np.mean([s.shift_ms for s in seqs]):.2f} ms/frame, error median "
-          f"{np.median(shift_error):.2f} px, 99th percentile {np.percentile(shift_error, 99):.2f} px\n")
+    textureless = float(np.mean(~np.isfinite(shift_error)))
+    shift_error = shift_error[np.isfinite(shift_error)]
+    print(f"Pasted sequences: {len(seqs)} x {args.frames} frames")
+    print(f"camera motion (SceneShift): {np.mean([s.shift_ms for s in seqs]):.2f} ms/frame, error median "
+          f"{np.median(shift_error):.2f} px, 99th percentile {np.percentile(shift_error, 99):.2f} px, "
+          f"textureless {100 * textureless:.1f} % of frames\n")
 
     ours = tracks_by_kind(seqs, lambda s: run_ours(s, options))
     print("Detector alone and confirmed tracks, per frame (a point within 3 px of a target):\n")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from simple_keypoint.tracking import PointTracker, SceneShift, TrackOptions
+from simple_keypoint.tracking import PointTracker, SceneShift, TrackOptions, join_objects, object_extents
 
 
 def run(tracker: PointTracker, frames: list[list[tuple[float, float, float]]], shifts=None) -> list[list]:
@@ -90,6 +90,19 @@ def test_still_clutter_is_not_confirmed_unless_min_move_is_off() -> None:
     assert confirmed(run(PointTracker(TrackOptions(min_move=0.0)), frames)[-1])
 
 
+def test_a_crawling_target_is_confirmed_and_kept_and_still_clutter_is_not() -> None:
+    """A distant airplane crawling at 0.075 px/frame moves 2 px only over 27 frames, inside its
+    detections' scatter: the long window (LONG_WINDOW) confirms it, and it is not ended as settled;
+    a still point with the same scatter never is."""
+    rng = np.random.default_rng(8)
+    crawl = [[(50 + 0.075 * t + rng.normal(0, 0.2), 80 + rng.normal(0, 0.2), 0.9)] for t in range(200)]
+    still = [[(50 + rng.normal(0, 0.2), 80 + rng.normal(0, 0.2), 0.9)] for _ in range(200)]
+    out = run(PointTracker(TrackOptions()), crawl)
+    first = next(t for t, rows in enumerate(out) if confirmed(rows))
+    assert first <= 120 and all(list(confirmed(rows)) == [1] for rows in out[first:])
+    assert not any(confirmed(rows) for rows in run(PointTracker(TrackOptions()), still))
+
+
 def test_a_panning_camera_moves_predictions_with_the_background() -> None:
     """The camera pans 6 px/frame (beyond the gate without the shift) while the target is still in
     the scene: with the shift the track holds, and still clutter still counts as not moving."""
@@ -106,9 +119,126 @@ def test_scene_shift_sign_and_size() -> None:
     rng = np.random.default_rng(1)
     scene = cv2.GaussianBlur(rng.normal(0, 1, (560, 700)).astype(np.float32), (0, 0), 3)
     shift = SceneShift()
-    assert shift(scene[20:532, 30:670]) == (0.0, 0.0)
+    assert tuple(shift(scene[20:532, 30:670])) == (0.0, 0.0)
     dx, dy = shift(scene[17:529, 25:665])  # the camera moved up-left: the scene moves (+5, +3)
     assert dx == pytest.approx(5, abs=0.3) and dy == pytest.approx(3, abs=0.3)
+
+
+def followed_target_over_plain_sky(frames: int = 40, pan: float = 2.0) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """The issue's scene: plain sky with one mast, the camera panning ``pan`` px/frame to the left
+    (the scene moves +pan) to keep a large textured target still in the middle of the
+    view. The target (64 x 32 px) carries more corners than the mast, so a shift measured on the whole
+    frame follows the target. Detections: three on the target, two lamps on the mast."""
+    rng = np.random.default_rng(3)
+    width, height, scene_width = 320, 256, 320 + int(pan * frames) + 20
+    sky = np.full((height, scene_width), 60.0, np.float32)
+    mast_x = 120
+    sky[30:256, mast_x:mast_x + 4] = 130  # a mast with cross-bars: the only background texture
+    for y in (60, 160):
+        sky[y:y + 3, mast_x - 10:mast_x + 14] = 130
+    target = cv2.GaussianBlur(rng.uniform(120, 250, (32, 64)).astype(np.float32), (0, 0), 0.7)
+    images, detections = [], []
+    for t in range(frames):
+        x0 = int(round(scene_width - width - pan * t))  # the view's left edge in the scene
+        image = sky[:, x0:x0 + width].copy()
+        image[112:144, 128:192] = target  # the camera follows it: fixed in the image
+        image = np.clip(image + rng.normal(0, 1.0, image.shape), 0, 255).astype(np.uint8)
+        images.append(image)
+        mast = mast_x - x0 + 1.5
+        lamps = [(mast, y + 1.0, 0.9) for y in (60, 160)]
+        on_target = [(140.0, 120.0, 0.95), (160.0, 128.0, 0.9), (180.0, 136.0, 0.8)]
+        scatter = np.column_stack([rng.normal(0, 0.2, (5, 2)), np.zeros(5)])  # the detector's
+        detections.append(np.array([*on_target, *lamps], float) + scatter)
+    return images, detections, pan
+
+
+def test_camera_shift_ignores_a_followed_target_and_its_detections_join() -> None:
+    """Measured off the target, the shift is the pan; the mast's lamps stand still in the scene and
+    are never confirmed; the target moves in the scene (the camera follows it) and is one track at
+    its centre. Measured on the whole frame, the shift would follow the target."""
+    images, detections, pan = followed_target_over_plain_sky()
+    shift, tracker = SceneShift(), PointTracker(TrackOptions())
+    whole_frame, out = [], []
+    for image, points in zip(images, detections, strict=True):
+        motion = shift(image)
+        whole_frame.append(tuple(motion))
+        out.append(tracker.update(points, motion, size=(320, 256)))
+        if len(out) > 1:
+            assert tracker.textured and tracker.shift[0] == pytest.approx(pan, abs=0.3), len(out)
+    assert np.median([abs(dx) for dx, _ in whole_frame[1:]]) < 0.5  # the unmasked fit locks onto the target
+    ids = {r.track_id for rows in out for r in rows if r.confirmed}
+    assert len(ids) == 1, ids
+    final = [r for r in out[-1] if r.confirmed]
+    assert len(final) == 1 and final[0].u == pytest.approx(159.5, abs=1.5) and final[0].v == pytest.approx(127.5, abs=1.5)
+
+
+def test_a_textureless_view_gives_no_shift_and_a_still_point_on_clear_sky_is_confirmed() -> None:
+    """Plain sky: no feature to measure the camera on, so no shift (not a guess); a point standing
+    still there has no clutter to be mistaken for and is confirmed after ``clear_sky`` detections;
+    with ``clear_sky 0`` it is not (still is what clutter does)."""
+    rng = np.random.default_rng(4)
+    sky = [np.clip(70 + rng.normal(0, 1.0, (256, 320)), 0, 255).astype(np.uint8) for _ in range(20)]
+    for frame in sky:
+        frame[100:103, 200:203] = 160  # a small target, hovering
+    points = [np.array([[201.0, 101.0, 0.9]]) + [*rng.normal(0, 0.2, 2), 0] for _ in sky]  # the detector's scatter
+
+    def run_sky(options: TrackOptions) -> tuple[PointTracker, list[list]]:
+        shift, tracker = SceneShift(), PointTracker(options)
+        return tracker, [tracker.update(p, shift(image), size=(320, 256)) for p, image in zip(points, sky, strict=True)]
+
+    tracker, out = run_sky(TrackOptions(clear_sky=8))
+    assert not tracker.textured and tuple(tracker.shift) == (0.0, 0.0)
+    first = next(t for t, rows in enumerate(out) if confirmed(rows))
+    assert first == 7  # its 8th detection in a row on clear sky
+    assert not any(confirmed(rows) for rows in run_sky(TrackOptions(clear_sky=0))[1])
+
+
+def test_a_still_point_on_structure_is_not_on_clear_sky() -> None:
+    """The same still point beside textured ground (corners within CLEAR_RADIUS) is clutter-like:
+    not confirmed while it stands still."""
+    rng = np.random.default_rng(5)
+    ground = cv2.GaussianBlur(rng.normal(0, 40, (256, 320)).astype(np.float32), (0, 0), 2) + 100
+    images = []
+    for _ in range(20):
+        frame = np.clip(ground + rng.normal(0, 1.0, ground.shape), 0, 255).astype(np.uint8)
+        frame[100:103, 200:203] = 255
+        images.append(frame)
+    shift, tracker = SceneShift(), PointTracker(TrackOptions(clear_sky=4))
+    out = [tracker.update(np.array([[201.0, 101.0, 0.9]]), shift(image), size=(320, 256)) for image in images]
+    assert tracker.textured and not any(confirmed(rows) for rows in out)
+
+
+def test_a_point_fixed_to_the_pixel_is_an_overlay() -> None:
+    """A camera's text or logo is drawn on every frame at one pixel position: with ``min_move 0`` it
+    is confirmed on its first detections, then ended once OVERLAY_HITS of them stood on one
+    position, and never confirmed again; the same point with the detector's usual scatter lives on."""
+    rng = np.random.default_rng(7)
+    fixed = [[(40.0, 240.0, 0.9)]] * 30
+    scattered = [[(40.0 + rng.normal(0, 0.1), 240.0 + rng.normal(0, 0.1), 0.9)] for _ in range(30)]
+    tracker = PointTracker(TrackOptions(min_move=0))
+    out = run(tracker, fixed)
+    assert not any(confirmed(rows) for rows in out[8:]) and [s.last_frame for s in tracker.take_ended()] == [7]
+    assert all(confirmed(rows) for rows in run(PointTracker(TrackOptions(min_move=0)), scattered)[3:])
+
+
+def test_object_extents_and_joining() -> None:
+    """A 30 x 12 px bright object: its box and centre; a 2 px target: a small box; a bright region
+    wider than any target: no extent. Two detections on the large object join into one at its centre."""
+    rng = np.random.default_rng(6)
+    image = (60 + rng.normal(0, 1.0, (256, 320))).astype(np.float32)
+    image[100:112, 50:80] = 200
+    image[200:202, 250:252] = 150
+    image[20:40, 100:300] = 180  # a roof
+    points = np.array([[55.0, 104.0, 0.9], [75.0, 108.0, 0.8], [250.5, 200.5, 0.7], [200.0, 30.0, 0.6]])
+    extents = object_extents(image, points)
+    assert extents[0, :4] == pytest.approx([50, 100, 79, 111], abs=1)
+    assert extents[0, 4:] == pytest.approx([64.5, 105.5], abs=0.5)
+    assert (extents[1] == extents[0]).all()
+    assert extents[2, 2] - extents[2, 0] <= 3 and extents[2, 3] - extents[2, 1] <= 3
+    assert np.isnan(extents[3]).all()
+    joined, _, raw = join_objects(points, extents)
+    assert len(joined) == 3 and joined[0] == pytest.approx([64.5, 105.5, 0.9], abs=0.5)
+    assert raw[0] == pytest.approx([55.0, 104.0])  # the detector's own position, kept for the overlay test
 
 
 def test_bad_options_raise() -> None:
