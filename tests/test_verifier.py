@@ -37,7 +37,7 @@ def with_verifier(checkpoint_path: Path, out: Path, bias: float, candidate_conf:
     torch.manual_seed(0)
     net = VerifierNet((4, 8, 8))
     with torch.no_grad():
-        net.head.weight.mul_(50)  # spread the scores: near-ties would leave the order to float rounding
+        net.head.weight.normal_(0.0, 5.0)  # spread the scores: near-ties would leave the order to float rounding
         net.head.bias.fill_(bias)
     entry = {"widths": [4, 8, 8], "window": WINDOW, "candidate_conf": candidate_conf, "max_candidates": 12,
              "state": net.state_dict()}
@@ -62,7 +62,9 @@ def test_verifier_scores_are_what_every_backend_returns(heatmap_checkpoint: Path
     for model in (load_model(path, backend="onnx"), load_model(onnx_file)):
         assert model.verifier is not None
         points = model.predict(sample_image(), conf=0.0)
-        assert np.allclose(points[np.lexsort(points[:, :2].T)], got[by_place], atol=1e-4)
+        points = points[np.lexsort(points[:, :2].T)]
+        assert np.allclose(points[:, :2], got[by_place, :2], atol=1e-3)  # float32 logits refine alike
+        assert np.allclose(points[:, 2], got[by_place, 2], atol=1e-4)
 
 
 @pytest.mark.parametrize("bias, kept", [(-30.0, False), (30.0, True)])
@@ -74,23 +76,32 @@ def test_the_threshold_applies_to_the_verifier_score(heatmap_checkpoint: Path, t
         assert len(points) == min(12, model.max_points) or (points[:, 2] > 0.99).all()
 
 
-def test_train_verifier_end_to_end(heatmap_checkpoint: Path, tmp_path: Path) -> None:
+def train_verifier_args(weights: Path | str, data: Path, out: Path, cache: Path, epochs: str = "2") -> list:
+    return ["-m", "simple_keypoint.heatmap.train_verifier", "--weights", weights, "--data", data, "--val", data,
+            "--clutter", "--epochs", epochs, "--windows-per-epoch", "64", "--batch-size", "16", "--widths", "4", "8",
+            "--max-candidates", "4", "--out", out, "--cache", cache]
+
+
+def test_train_verifier_end_to_end(tmp_path: Path) -> None:
+    """On the shipped fast model's candidates (a 1-epoch test model finds no targets to learn from)."""
     data = copy_tiny_dataset(tmp_path / "data")
     out = tmp_path / "verifier"
-    result = run_python("-m", "simple_keypoint.heatmap.train_verifier", "--weights", heatmap_checkpoint,
-                        "--data", data, "--val", data, "--clutter", "--epochs", "2", "--windows-per-epoch", "64",
-                        "--batch-size", "16", "--widths", "4", "8", "--max-candidates", "4", "--out", out,
-                        "--cache", tmp_path / "cache")
+    result = run_python(*train_verifier_args("heatmap_n", data, out, tmp_path / "cache"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert (out / "best.pt").is_file() and (out / "log.csv").read_text().count("\n") == 3
     model = load_model(out / "best.pt")
     assert model.verifier is not None and model.verifier.max_candidates == 4
     assert model.predict(sample_image(), conf=0.0).shape[1] == 3
-    again = run_python("-m", "simple_keypoint.heatmap.train_verifier", "--weights", heatmap_checkpoint,
-                       "--data", data, "--val", data, "--clutter", "--epochs", "1", "--windows-per-epoch", "32",
-                       "--batch-size", "16", "--widths", "4", "8", "--max-candidates", "4", "--out", tmp_path / "v2",
-                       "--cache", tmp_path / "cache")
+    again = run_python(*train_verifier_args("heatmap_n", data, tmp_path / "v2", tmp_path / "cache", epochs="1"))
     assert again.returncode == 0 and "candidates data" not in again.stderr  # mined candidates were reused
+
+
+def test_train_verifier_without_targets_among_candidates_is_one_error(heatmap_checkpoint: Path, tmp_path: Path) -> None:
+    data = copy_tiny_dataset(tmp_path / "data")
+    result = run_python(*train_verifier_args(heatmap_checkpoint, data, tmp_path / "v", tmp_path / "cache"),
+                        "--candidate-conf", "1.0")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the training candidates are all clutter")
 
 
 def test_context_channels_show_a_wider_window_shrunk() -> None:

@@ -51,6 +51,10 @@ from simple_keypoint.training import carve_validation, stored_folder
 RADIUS = 3.0  # a candidate within this many px of a labelled point is a target (the scorer's radius)
 
 
+class VerifierDataError(ValueError):
+    """Training data the verifier cannot learn from; the message says why."""
+
+
 @dataclass
 class VerifierConfig:
     weights: str = "heatmap"  # the heatmap checkpoint whose candidates are verified
@@ -300,6 +304,11 @@ def train_verifier(cfg: VerifierConfig) -> Path:
 
     alone = validate(val, [c.points[:, 2] for c in val], cfg)
     print("the heatmap's own scores: " + " ".join(f"{k} {v:.4f}" for k, v in alone.items()), flush=True)
+    targets = int(sum(c.is_target.sum() for c in train))
+    if targets == 0 or targets == sum(len(c.is_target) for c in train):
+        raise VerifierDataError(f"the training candidates are all {'clutter' if targets == 0 else 'targets'}: the verifier "
+                                "needs both (labelled targets in --data that the heatmap model finds at --candidate-conf "
+                                f"{cfg.candidate_conf:g}, and clutter); lower --candidate-conf or add data")
     net = VerifierNet(tuple(cfg.widths), channels(cfg.context))
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * -(-cfg.windows_per_epoch // cfg.batch_size)
@@ -363,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     try:
         best = train_verifier(cfg)
-    except (CheckpointError, DatasetError, DefaultPathError) as e:
+    except (CheckpointError, DatasetError, DefaultPathError, VerifierDataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
