@@ -262,11 +262,6 @@ def accuracy(net: torch.nn.Module, heatmaps: Sequence[str], log: Callable[[str],
     return out
 
 
-def short_name(row: str) -> str:
-    """A row's model without its file and threshold, for the summary table."""
-    return row.split(" (")[0] + (", 256x256 protocol" if f"{PEER_TEST_SIZE}x{PEER_TEST_SIZE} test protocol" in row else "")
-
-
 def summary_table(out: Mapping[str, Any], markdown: bool) -> str:
     """One line per model: each test set's AP / Pd / FA per image / mean error, and the target-free
     frames' false alarms per frame, each at the model's own threshold."""
