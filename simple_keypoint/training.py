@@ -356,16 +356,26 @@ def validation_samples(settings: Mapping[str, Any], data: str | os.PathLike | No
     only the images it can use. Raises DatasetError."""
     limits = (method.max_targets, method.min_targets) if method else (None, 0)
     if settings.get("val"):
-        return load_dataset(settings["val"], *limits, progress=False)[0]
+        return load_dataset(_stored_folder_there(settings["val"], "--val"), *limits, progress=False)[0]
     if samples is not None:
         if method is not None:
             samples = [s for s in samples if method.accepts(len(s.points))]
         return carve_validation(samples, settings)[1]
-    folders = [data] if data is not None else [stored_folder(f) for f in as_folders(settings["data"])]
+    folders = [data] if data is not None else [_stored_folder_there(f, "--data") for f in as_folders(settings["data"])]
     val = [s for folder in folders for s in carve_validation(load_dataset(folder, *limits, progress=False)[0], settings)[1]]
     for folder in settings.get("clutter") or []:
         val += carve_validation(load_clutter(stored_folder(folder), progress=False)[0], settings)[1]
     return val
+
+
+def _stored_folder_there(folder: str, option: str) -> str:
+    """:func:`stored_folder`, or DatasetError saying what to pass when it is nowhere (e.g. the
+    checkout's data/train, from an installed package)."""
+    found = stored_folder(folder)
+    if not Path(found).is_dir():
+        hint = "; no checkout here? pass --data FOLDER" if option == "--data" else ""
+        raise DatasetError(f"{folder}: does not exist (the run's {option} folder, from its training settings{hint})")
+    return found
 
 
 def as_folders(data: str | os.PathLike | list) -> list[str]:
