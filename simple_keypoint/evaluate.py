@@ -149,13 +149,9 @@ def write_per_image_csv(path: Path, results: list[ImageResult], conf: float, rad
             w.writerow([r.name, len(r.truth), len(kept), int((m >= 0).sum()), int((m < 0).sum()), err])
 
 
-def main(argv: list[str] | None = None) -> int:
-    from simple_keypoint.checkpoint import CheckpointError
-    from simple_keypoint.dataset import DatasetError, load_dataset
-    from simple_keypoint.labels import atomic_write
+def make_parser() -> argparse.ArgumentParser:
+    """The evaluate command line."""
     from simple_keypoint.options import FRACTION, HelpFormatter, add_weights_option
-    from simple_keypoint.paths import DefaultPathError, default_path, resolve_weights
-    from simple_keypoint.predict import load_model
 
     p = argparse.ArgumentParser(prog="simple-keypoint evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
@@ -170,7 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write all metrics to this JSON file")
     p.add_argument("--per-image", type=Path, help="write a per-image CSV here (one file per dataset, suffixed)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from simple_keypoint.checkpoint import CheckpointError
+    from simple_keypoint.dataset import DatasetError, load_dataset
+    from simple_keypoint.labels import atomic_write
+    from simple_keypoint.paths import DefaultPathError, default_path, resolve_weights
+    from simple_keypoint.predict import load_model
+
+    args = make_parser().parse_args(argv)
     # Every folder is checked before the model is read or anything printed.
     try:
         folders = args.data or [default_path("data/test", "data folder")]

@@ -53,7 +53,8 @@ def repick_threshold(checkpoint: dict[str, Any], max_false_per_image: float = FA
     return Repicked(conf, float(checkpoint.get("decode", {}).get("conf", model.conf)), len(val), score(results, conf))
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """The threshold command line."""
     p = argparse.ArgumentParser(prog="simple-keypoint threshold", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     names = ", ".join(n for n in SHIPPED_NAMES if n != "regression")
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None,
                    help="the folder it was trained on, where it is now (default: the one in its training settings)")
     p.add_argument("--write", action="store_true", help="store the threshold in the checkpoint (atomically)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = make_parser()
     args = p.parse_args(argv)
     if args.checkpoint is not None and args.weights is not None:
         p.error(f"the checkpoint is given twice: --weights {args.weights} and {args.checkpoint}")

@@ -163,6 +163,9 @@ def test_ten_steps_in_all_train(tiny_dataset, tmp_path):
                         "--epochs", "2", "--repeats", "5", "--batch-size", "8", "--val-fraction", "0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "8 train / 0 val images, 5 steps per epoch" in result.stdout
+    # Nothing to validate on: said once, and no epoch line shows a figure that could not be computed.
+    assert "no validation split (--val-fraction 0): no validation figures, and best.pt is the last epoch" in result.stdout
+    assert "nan" not in result.stdout.lower() and "epoch 2/2  loss " in result.stdout
     assert load_checkpoint(out / "weights" / "best.pt")["epoch"] == 2
 
 
