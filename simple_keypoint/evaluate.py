@@ -218,7 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     if not tables:  # nothing was scored: no model line and no empty table under the errors
         return 1
     print(f"{model.method} model {args.weights}, threshold {conf:.3f}, match radius 3 px (Pd@1/2px: radius 1/2 px)")
-    print(format_table(tables, MAIN_COLUMNS))
+    # A figure that cannot be computed (AP, Pd of a folder without labelled targets; the error where
+    # nothing was found) shows as "-", explained above the table, never as a bare nan.
+    shown = {name: {k: "-" if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()}
+             for name, metrics in tables.items()}
+    if any(metrics.get(c) == "-" for metrics in shown.values() for c in MAIN_COLUMNS):
+        print("-: cannot be computed there (AP and Pd need labelled targets; err needs a target found within the radius)")
+    print(format_table(shown, MAIN_COLUMNS))
     if args.json:
         atomic_write(args.json, json.dumps({"weights": str(args.weights), "conf": conf, "results": tables}, indent=2).encode())
     return 1 if failed or not tables else 0

@@ -14,6 +14,7 @@ the data the final numbers are reported on.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -87,11 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DatasetError, DefaultPathError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if picked.images == 0:  # every figure below would be undefined
+        print(f"error: {path}: its validation split holds no image (trained with --val-fraction 0?), so there is "
+              "nothing to pick a threshold on", file=sys.stderr)
+        return 1
     budget = (f"{args.max_false_per_mpx} false alarms/MPx" if args.max_false_per_mpx is not None
               else f"{args.max_false_per_image} false alarms/image")
+    pd = picked.metrics["Pd@3px"]
     print(f"{path}: threshold {picked.conf:.4f} (stored {picked.stored:.4f}) for <= {budget} on "
-          f"{picked.images} validation images: Pd@3px {picked.metrics['Pd@3px']:.3f}, "
-          f"{picked.metrics['FA/img@3px']:.3f} false alarms/image, {picked.metrics['FA/MPx@3px']:.3f}/MPx")
+          f"{picked.images} validation images: "
+          + (f"Pd@3px {pd:.3f}, " if math.isfinite(pd) else "Pd@3px - (no labelled target among them), ")
+          + f"{picked.metrics['FA/img@3px']:.3f} false alarms/image, {picked.metrics['FA/MPx@3px']:.3f}/MPx")
     if args.write:
         checkpoint.setdefault("decode", {})["conf"] = picked.conf
         try:

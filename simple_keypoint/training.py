@@ -1,7 +1,11 @@
 """The training loop every method shares: data, epochs, validation, checkpoints, plots, resume.
 
-A method's ``train.py`` adds its own options and a loss function ``loss_fn(net, images, points,
-counts) -> loss``; everything else happens here, top to bottom in :func:`train`, which raises
+Every setting of a run is one :class:`TrainConfig` (a method subclasses it for its own options),
+built once from the command line (:func:`make_parser`) and saved as it is in the run folder and the
+checkpoints. A method's ``train.py`` adds its options and a loss function ``loss_fn(net, images,
+points, counts) -> loss``; everything else happens here: :func:`train` finds the run folder, then
+``_train`` runs the steps top to bottom (:func:`prepare_data`, :func:`build_model`, and per epoch
+:func:`train_one_epoch`, :func:`validate_and_mine`, :func:`checkpoint_state`), raising
 :class:`TrainingError` (and :class:`TrainingInterrupted` on Ctrl+C or SIGTERM).
 :func:`command_line` is the command-line layer around it: the signal handler, messages, exit codes.
 Run folders (numbered, never overwritten): :mod:`simple_keypoint.runs`; several processes under
@@ -529,14 +533,15 @@ def train(config: TrainConfig | argparse.Namespace, method: str | Method, model_
         distributed.teardown()
 
 
-def check_folders(config: TrainConfig) -> None:
+def check_folders(config: TrainConfig, resumed: bool = False) -> None:
     """Every folder ``config`` reads is there (said before anything is printed or created).
-    Raises TrainingError naming the first missing one, and for the checkout's default data what
-    to pass instead."""
+    Raises TrainingError naming the first missing one: for the checkout's default data, what to
+    pass instead; for a ``resumed`` run, which of its stored settings names it."""
     named = [("--data", f) for f in as_folders(config.data)] + [("--clutter", f) for f in config.clutter or []]
     for option, folder in named + ([("--val", config.val)] if config.val else []):
         if not Path(stored_folder(folder)).is_dir():
-            hint = f" (no checkout here? pass {option} FOLDER)" if folder == DEFAULT_DATA else ""
+            hint = (f" (the resumed run's {option})" if resumed
+                    else f" (no checkout here? pass {option} FOLDER)" if folder == DEFAULT_DATA else "")
             raise TrainingError(f"{folder}: does not exist{hint}")
 
 
@@ -592,9 +597,9 @@ def _run_folder(config: TrainConfig, method: Method, model_args: dict[str, Any],
                             f"resume. Its weights: {best}; to train again, leave out --resume")
     # Continue the same run: its settings, except where and how to run and plot.
     out = runs.folder_of_checkpoint(path)
-    local = {k: getattr(config, k) for k in config.LOCAL}
-    config = replace(type(config).from_stored(resume["train_args"]), **local, resume=str(path), out=str(out))
-    check_folders(config)
+    here = {k: v for k, v in config.settings().items() if k in config.LOCAL}
+    config = replace(type(config).from_stored(resume["train_args"]), **here, resume=str(path), out=str(out))
+    check_folders(config, resumed=True)
     (out / "weights").mkdir(parents=True, exist_ok=True)
     return config, resume["model_args"], resume, out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,20 @@ def test_threshold_takes_weights_like_every_command(tmp_path: Path, capsys: pyte
 def test_every_option_has_a_help_text(parser) -> None:
     undocumented = [a.option_strings for a in parser()._actions if a.option_strings and not a.help]
     assert undocumented == []
+
+
+def test_evaluate_shows_no_nan_for_a_folder_without_targets(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Target-free frames: AP, Pd and the error are undefined; the table says so, not "nan"."""
+    import cv2
+    import numpy as np
+
+    for name in ("a", "b"):
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "labels").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), np.random.default_rng(0).integers(0, 255, (48, 64), np.uint8))
+        (tmp_path / "labels" / f"{name}.txt").write_text("0\n")
+    assert evaluate_main(["--weights", "heatmap_n", "--data", str(tmp_path), "--backend", "torch", "--device", "cpu",
+                          "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert not re.search(r"\bnan\b", out, re.IGNORECASE) and "-: cannot be computed there" in out
+    assert out.splitlines()[-1].split()[1:3] == ["2", "0"]  # 2 images, 0 targets
