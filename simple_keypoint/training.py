@@ -533,11 +533,15 @@ def train(config: TrainConfig | argparse.Namespace, method: str | Method, model_
         distributed.teardown()
 
 
-def check_folders(config: TrainConfig, resumed: bool = False) -> None:
-    """Every folder ``config`` reads is there (said before anything is printed or created).
-    Raises TrainingError naming the first missing one: for the checkout's default data, what to
-    pass instead; for a ``resumed`` run, which of its stored settings names it."""
-    named = [("--data", f) for f in as_folders(config.data)] + [("--clutter", f) for f in config.clutter or []]
+def check_inputs(config: TrainConfig, resumed: bool = False) -> None:
+    """What can be checked before anything is printed or created: every folder ``config`` reads
+    is there, and ``--data-share`` has a value per ``--data`` folder. Raises TrainingError naming
+    the first problem: for the checkout's default data, what to pass instead; for a ``resumed``
+    run, which of its stored settings names the folder."""
+    folders = as_folders(config.data)
+    if config.data_share and len(config.data_share) != len(folders):
+        raise TrainingError(f"--data-share has {len(config.data_share)} value(s) for {len(folders)} --data folder(s)")
+    named = [("--data", f) for f in folders] + [("--clutter", f) for f in config.clutter or []]
     for option, folder in named + ([("--val", config.val)] if config.val else []):
         if not Path(stored_folder(folder)).is_dir():
             hint = (f" (the resumed run's {option})" if resumed
@@ -564,7 +568,7 @@ def _run_folder(config: TrainConfig, method: Method, model_args: dict[str, Any],
     """The config, model arguments, resumed checkpoint (or None) and run folder of this run:
     a new numbered folder, or with --resume the resumed run's own."""
     if not config.resume:
-        check_folders(config)
+        check_inputs(config)
 
         def make() -> Path:
             out = runs.new_run_folder(config, method.name)
@@ -599,7 +603,7 @@ def _run_folder(config: TrainConfig, method: Method, model_args: dict[str, Any],
     out = runs.folder_of_checkpoint(path)
     here = {k: v for k, v in config.settings().items() if k in config.LOCAL}
     config = replace(type(config).from_stored(resume["train_args"]), **here, resume=str(path), out=str(out))
-    check_folders(config, resumed=True)
+    check_inputs(config, resumed=True)
     (out / "weights").mkdir(parents=True, exist_ok=True)
     return config, resume["model_args"], resume, out
 

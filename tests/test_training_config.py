@@ -97,10 +97,12 @@ def no_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_missing_default_data_says_what_to_pass(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     no_checkout(monkeypatch, tmp_path)
     with pytest.raises(training.TrainingError) as caught:
-        training.check_folders(HeatmapConfig())
+        training.check_inputs(HeatmapConfig())
     assert str(caught.value) == "data/train: does not exist (no checkout here? pass --data FOLDER)"
     with pytest.raises(training.TrainingError, match=r"^elsewhere: does not exist$"):
-        training.check_folders(HeatmapConfig(data=["elsewhere"]))
+        training.check_inputs(HeatmapConfig(data=["elsewhere"]))
+    with pytest.raises(training.TrainingError, match=r"^--data-share has 1 value\(s\) for 2 --data folder\(s\)$"):
+        training.check_inputs(HeatmapConfig(data=["a", "b"], data_share=[1.0]))
     # threshold: the training data a checkpoint names
     with pytest.raises(DatasetError, match=r"^data/train: does not exist \(.*pass --data FOLDER\)$"):
         training.validation_samples({"data": ["data/train"], "val": None, "val_fraction": 0.1, "seed": 0})
