@@ -149,13 +149,9 @@ def write_per_image_csv(path: Path, results: list[ImageResult], conf: float, rad
             w.writerow([r.name, len(r.truth), len(kept), int((m >= 0).sum()), int((m < 0).sum()), err])
 
 
-def main(argv: list[str] | None = None) -> int:
-    from simple_keypoint.checkpoint import CheckpointError
-    from simple_keypoint.dataset import DatasetError, load_dataset
-    from simple_keypoint.labels import atomic_write
+def make_parser() -> argparse.ArgumentParser:
+    """The evaluate command line."""
     from simple_keypoint.options import FRACTION, HelpFormatter, add_weights_option
-    from simple_keypoint.paths import DefaultPathError, default_path, resolve_weights
-    from simple_keypoint.predict import load_model
 
     p = argparse.ArgumentParser(prog="simple-keypoint evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
@@ -164,14 +160,34 @@ def main(argv: list[str] | None = None) -> int:
                    help="dataset folder(s) with images/ and labels/ (repeatable; default: data/test, from the current "
                         "folder or else the checkout)")
     p.add_argument("--conf", type=FRACTION, default=None, help="threshold for Pd/false alarms, 0 to 1 (default: the checkpoint's)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: onnxruntime on a CPU when installed (a .pt is exported once and cached), else PyTorch")
     p.add_argument("--json", type=Path, help="also write all metrics to this JSON file")
     p.add_argument("--per-image", type=Path, help="write a per-image CSV here (one file per dataset, suffixed)")
-    args = p.parse_args(argv)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from simple_keypoint.checkpoint import CheckpointError
+    from simple_keypoint.dataset import DatasetError, load_dataset
+    from simple_keypoint.labels import atomic_write
+    from simple_keypoint.paths import DefaultPathError, default_path, resolve_weights
+    from simple_keypoint.predict import load_model
+
+    args = make_parser().parse_args(argv)
+    # Every folder is checked before the model is read or anything printed.
     try:
         folders = args.data or [default_path("data/test", "data folder")]
+    except DefaultPathError as e:
+        print(f"error: {e}; pass --data FOLDER", file=sys.stderr)
+        return 2
+    missing = [folder for folder in folders if not Path(folder).exists()]
+    if missing:  # not "no images/ folder": the folder itself is not there
+        print("\n".join(f"error: {folder}: no such folder" for folder in missing), file=sys.stderr)
+        return 1
+    try:
         model = load_model(resolve_weights(args.weights), device=args.device, backend=args.backend)
     except (CheckpointError, DefaultPathError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -179,12 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     conf = model.conf if args.conf is None else args.conf
     tables, failed = {}, False
     for folder in folders:
-        if not Path(folder).exists():  # not "no images/ folder": the folder itself is not there
-            print(f"error: {folder}: no such folder", file=sys.stderr)
-            failed = True
-            continue
         try:
-            samples, report = load_dataset(folder, max_targets=model.spec.max_targets, min_targets=model.spec.min_targets)
+            samples, report = load_dataset(folder, max_targets=model.spec.max_targets, min_targets=model.spec.min_targets,
+                                           progress=not args.quiet)
         except DatasetError as e:
             print(f"error: {e}", file=sys.stderr)
             failed = True
@@ -196,14 +209,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {folder}: no usable labelled images", file=sys.stderr)
             failed = True
             continue
-        results = predict_all(model, samples, progress=True)
+        results = predict_all(model, samples, progress=not args.quiet)
         tables[str(folder)] = score(results, conf)
         if args.per_image:
             path = args.per_image if len(folders) == 1 else args.per_image.with_name(
                 f"{args.per_image.stem}_{Path(folder).name}{args.per_image.suffix}")
             write_per_image_csv(path, results, conf)
+    if not tables:  # nothing was scored: no model line and no empty table under the errors
+        return 1
     print(f"{model.method} model {args.weights}, threshold {conf:.3f}, match radius 3 px (Pd@1/2px: radius 1/2 px)")
-    print(format_table(tables, MAIN_COLUMNS))
+    # A figure that cannot be computed (AP, Pd of a folder without labelled targets; the error where
+    # nothing was found) shows as "-", explained above the table, never as a bare nan.
+    shown = {name: {k: "-" if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()}
+             for name, metrics in tables.items()}
+    if any(metrics.get(c) == "-" for metrics in shown.values() for c in MAIN_COLUMNS):
+        print("-: cannot be computed there (AP and Pd need labelled targets; err needs a target found within the radius)")
+    print(format_table(shown, MAIN_COLUMNS))
     if args.json:
         atomic_write(args.json, json.dumps({"weights": str(args.weights), "conf": conf, "results": tables}, indent=2).encode())
     return 1 if failed or not tables else 0

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -77,10 +77,10 @@ def folder_of_checkpoint(path: str | os.PathLike) -> Path:
     return path.parent.parent if path.parent.name == "weights" else path.parent
 
 
-def write_settings(out: Path, args: argparse.Namespace, model_args: dict[str, Any], **extra: Any) -> None:
-    """``args.json``: every option of the run as given or resumed, plus ``extra`` facts."""
-    settings = {"version": __version__, **{k: v for k, v in vars(args).items()}, "model_args": model_args, **extra}
-    atomic_write(out / SETTINGS_FILE, (json.dumps(settings, indent=2, default=str) + "\n").encode())
+def write_settings(out: Path, settings: Mapping[str, Any], model_args: dict[str, Any], **extra: Any) -> None:
+    """``args.json``: every setting of the run as given or resumed, plus ``extra`` facts."""
+    saved = {"version": __version__, **settings, "model_args": model_args, **extra}
+    atomic_write(out / SETTINGS_FILE, (json.dumps(saved, indent=2, default=str) + "\n").encode())
 
 
 class _Tee:

@@ -11,7 +11,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,10 @@ TINY_TRAIN_ARGS = ("--epochs", "1", "--crop", "64", "--batch-size", "4", "--repe
 
 
 ONNX_CACHE_ENV = "SIMPLE_KEYPOINT_CACHE"
+# How long a test waits for a child process or an event before it fails. Generous on purpose: a busy
+# machine makes the suite slower, never red; only a hung process reaches it, and the failure says
+# what was awaited. SIMPLE_KEYPOINT_TEST_PATIENCE (seconds) changes it.
+PATIENCE = float(os.environ.get("SIMPLE_KEYPOINT_TEST_PATIENCE", "1800"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,10 +55,37 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run_python(*args: str | os.PathLike, timeout: float = 300, cwd: str | os.PathLike = REPO) -> subprocess.CompletedProcess:
-    """Run ``python ARGS`` (a module with -m, or a script) and capture its output as text."""
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=clean_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def run(command: list[str], timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(command)`` with output captured as text; one still running after ``timeout``
+    (default :data:`PATIENCE`) is killed and the test fails, naming the command and its output so far."""
+    timeout = PATIENCE if timeout is None else timeout
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired as e:
+        so_far = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x for x in (e.stdout, e.stderr) if x)
+        pytest.fail(f"waited {timeout:.0f} s for {' '.join(command)} to finish; killed it. Its output so far:\n{so_far}")
+
+
+def wait_until(done: Callable[[], object], what: str, process: subprocess.Popen | None = None,
+               poll: float = 0.05) -> None:
+    """Return once ``done()`` is true. Fails at once if ``process`` ends first, and after
+    :data:`PATIENCE` seconds (killing ``process``); each failure says what it waited for."""
+    deadline = time.monotonic() + PATIENCE
+    while not done():
+        ended = process is not None and process.poll() is not None
+        if ended or time.monotonic() > deadline:
+            output = ""
+            if process is not None:
+                process.kill()
+                output = "".join(part for part in process.communicate() if isinstance(part, str))
+            why = f"the process ended first (exit {process.returncode})" if ended else f"it did not come in {PATIENCE:.0f} s"
+            pytest.fail(f"waited for {what}: {why}" + (f"; its output:\n{output}" if output else ""))
+        time.sleep(poll)
+
+
+def run_python(*args: str | os.PathLike, timeout: float | None = None, cwd: str | os.PathLike = REPO) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` (a module with -m, or a script) and capture its output as text (see :func:`run`)."""
+    return run([sys.executable, *map(str, args)], timeout, cwd=cwd, env=clean_env())
 
 
 def installed_command() -> Path:
@@ -67,13 +99,13 @@ def installed_command() -> Path:
     return command
 
 
-def run_outside(cwd: str | os.PathLike, *args: str | os.PathLike, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_outside(cwd: str | os.PathLike, *args: str | os.PathLike, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run in ``cwd`` with nothing of the checkout on the path: only what pip installed (the suite's
     ONNX cache folder is kept, so exports go there and not to the user's cache)."""
     env = {k: v for k, v in os.environ.items()
            if k != "PYTHONPATH" and (not k.startswith("SIMPLE_KEYPOINT_") or k == ONNX_CACHE_ENV)}
     env.setdefault("MPLBACKEND", "Agg")
-    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return run([str(a) for a in args], timeout, cwd=cwd, env=env)
 
 
 def free_port() -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import PATIENCE
 
 from landmark_annotation.display import View, Windowing, apply_window
 from landmark_annotation.session import Session
@@ -292,10 +293,10 @@ def test_session_with_a_real_checkpoint(folder, tmp_path):
 def test_cli_help_and_bad_folder(tmp_path):
     import subprocess
 
-    out = subprocess.run([sys.executable, "-m", "landmark_annotation", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "landmark_annotation", "--help"], capture_output=True, text=True, timeout=PATIENCE)
     assert out.returncode == 0 and "IMAGES_DIR" in out.stdout and "no target" in out.stdout
     out = subprocess.run([sys.executable, "-m", "landmark_annotation", str(tmp_path / "nope")], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=PATIENCE)
     assert out.returncode == 2 and "not a folder" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -305,7 +306,7 @@ def test_state_modules_do_not_need_tk():
 
     code = ("import sys, landmark_annotation.session, landmark_annotation.snap, landmark_annotation.display; "
             "print('tkinter' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE, cwd=Path(__file__).parents[1])
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 
 
@@ -318,5 +319,5 @@ def test_gui_modules_do_not_import_torch():
             "landmark_annotation.snap, landmark_annotation.display\n"
             "if importlib.util.find_spec('tkinter'): import landmark_annotation.app\n"
             "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE, cwd=Path(__file__).parents[1])
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr + out.stdout

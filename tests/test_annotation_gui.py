@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import PATIENCE
 
 from landmark_annotation.session import Session
 from simple_keypoint.labels import normalised_to_pixel, read_labels
@@ -45,7 +46,7 @@ def display():
             break
     proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
+    deadline = time.time() + PATIENCE
     while not os.path.exists(f"/tmp/.X11-unix/X{number}"):
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
@@ -55,7 +56,7 @@ def display():
     os.environ["DISPLAY"] = f":{number}"
     yield f":{number}"
     proc.terminate()
-    proc.wait(timeout=10)
+    proc.wait(timeout=PATIENCE)
     if old is None:
         os.environ.pop("DISPLAY", None)
     else:
@@ -294,7 +295,7 @@ def grab_screen(width: int, height: int) -> np.ndarray:
     """The top-left ``width`` x ``height`` of the X screen as BGR, via ``xwd`` (x11-apps, as in CI)."""
     if shutil.which("xwd") is None:
         pytest.fail("xwd is needed for the screenshot: apt-get install x11-apps")
-    data = subprocess.run(["xwd", "-root", "-silent"], capture_output=True, check=True, timeout=30).stdout
+    data = subprocess.run(["xwd", "-root", "-silent"], capture_output=True, check=True, timeout=PATIENCE).stdout
     # XWD: a header of big-endian uint32 fields, the window name, a colour map, then the pixels.
     header = np.frombuffer(data[:100], ">u4")
     header_size, depth, w, h, byte_order, bits_per_pixel, bytes_per_line, ncolors = (
@@ -351,7 +352,7 @@ def test_screenshot_of_a_sirst_image(display, tmp_path):
         gui.close()
 
 
-def xdotool_window(name: str, proc: subprocess.Popen, timeout: float = 30) -> str:
+def xdotool_window(name: str, proc: subprocess.Popen, timeout: float = PATIENCE) -> str:
     """The id of the visible window called ``name`` (no window manager: search by name, not pid)."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
@@ -372,21 +373,21 @@ def test_folder_picker_when_no_argument(display, folder):
                             stderr=subprocess.PIPE, text=True)
     try:
         dialog = xdotool_window("Folder of images to label", proc)
-        subprocess.run(["xdotool", "windowfocus", "--sync", dialog], check=True, timeout=10)
-        subprocess.run(["xdotool", "type", "--delay", "5", str(folder.parent)], check=True, timeout=20)
-        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)  # Tk's dialog: enter the folder...
+        subprocess.run(["xdotool", "windowfocus", "--sync", dialog], check=True, timeout=PATIENCE)
+        subprocess.run(["xdotool", "type", "--delay", "5", str(folder.parent)], check=True, timeout=PATIENCE)
+        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=PATIENCE)  # Tk's dialog: enter the folder...
         time.sleep(0.3)
-        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)  # ...and choose it
+        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=PATIENCE)  # ...and choose it
         main = xdotool_window("landmark annotation", proc)
-        subprocess.run(["xdotool", "windowfocus", "--sync", main], check=True, timeout=10)
-        subprocess.run(["xdotool", "key", "n"], check=True, timeout=10)  # first unlabelled image: no target
-        deadline = time.time() + 10
+        subprocess.run(["xdotool", "windowfocus", "--sync", main], check=True, timeout=PATIENCE)
+        subprocess.run(["xdotool", "key", "n"], check=True, timeout=PATIENCE)  # first unlabelled image: no target
+        deadline = time.time() + PATIENCE
         while not (folder.parent / "labels" / "a_spot.txt").exists() and time.time() < deadline:
             time.sleep(0.1)
         assert (folder.parent / "labels" / "a_spot.txt").read_text() == "0\n"
-        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
-        assert proc.wait(timeout=10) == 0
-        out, err = proc.communicate(timeout=10)
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=PATIENCE)
+        assert proc.wait(timeout=PATIENCE) == 0
+        out, err = proc.communicate(timeout=PATIENCE)
         assert f"3 image(s) in {folder}" in out and "Traceback" not in err and "IHDR" not in err
     finally:
         if proc.poll() is None:
@@ -412,14 +413,14 @@ def test_end_to_end_process_with_weights_and_xdotool(display, folder, tmp_path):
                              str(weights)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wid = xdotool_window("landmark annotation", proc)
-        subprocess.run(["xdotool", "windowfocus", "--sync", wid], check=True, timeout=10)
-        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)  # accept the model's proposals
-        deadline = time.time() + 10
+        subprocess.run(["xdotool", "windowfocus", "--sync", wid], check=True, timeout=PATIENCE)
+        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=PATIENCE)  # accept the model's proposals
+        deadline = time.time() + PATIENCE
         while not (labels / "a_spot.txt").exists() and time.time() < deadline:
             time.sleep(0.1)
         assert len(read_labels(labels / "a_spot.txt")) == 2
-        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
-        assert proc.wait(timeout=10) == 0
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=PATIENCE)
+        assert proc.wait(timeout=PATIENCE) == 0
         assert "Traceback" not in proc.stderr.read()
     finally:
         if proc.poll() is None:
@@ -530,17 +531,17 @@ def start_tool(folder: Path, *args: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "landmark_annotation", str(folder), *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wid = xdotool_window("landmark annotation", proc)
-    subprocess.run(["xdotool", "windowfocus", "--sync", wid], check=True, timeout=10)
+    subprocess.run(["xdotool", "windowfocus", "--sync", wid], check=True, timeout=PATIENCE)
     return proc, wid
 
 
 def xdotool_click(view_xy: tuple[float, float]) -> None:
     """A real click at canvas (x, y): with no window manager the window sits at the root's (0, 0)."""
     x, y = (int(round(c)) for c in view_xy)
-    subprocess.run(["xdotool", "mousemove", "--sync", str(x), str(y), "click", "1"], check=True, timeout=10)
+    subprocess.run(["xdotool", "mousemove", "--sync", str(x), str(y), "click", "1"], check=True, timeout=PATIENCE)
 
 
-def wait_for(path: Path, timeout: float = 10) -> None:
+def wait_for(path: Path, timeout: float = PATIENCE) -> None:
     deadline = time.time() + timeout
     while not path.exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -583,10 +584,10 @@ def test_xdotool_extended_targets_and_plain_background(display, tmp_path):
             wait_for(labels / f"blob_{k}.txt")
             point = normalised_to_pixel(read_labels(labels / f"blob_{k}.txt")[:, :2], 96, 80)[0]
             assert np.hypot(*(point - truth)) <= 0.3, (k, point, truth)
-            subprocess.run(["xdotool", "key", "d"], check=True, timeout=10)
+            subprocess.run(["xdotool", "key", "d"], check=True, timeout=PATIENCE)
             time.sleep(0.2)
-        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
-        assert proc.wait(timeout=10) == 0
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=PATIENCE)
+        assert proc.wait(timeout=PATIENCE) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -603,8 +604,8 @@ def test_xdotool_extended_targets_and_plain_background(display, tmp_path):
         clicked = np.array(view.to_image(x, y))
         point = normalised_to_pixel(read_labels(tmp_path / "labels" / "sky.txt")[:, :2], 96, 80)[0]
         assert np.abs(point - clicked).max() < 1e-5  # moved by 0 (6 decimals in the file)
-        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
-        assert proc.wait(timeout=10) == 0
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=PATIENCE)
+        assert proc.wait(timeout=PATIENCE) == 0
         from simple_keypoint.convert import read_coco_keypoints
 
         coco = read_coco_keypoints(tmp_path / "coco.json")  # --save-coco wrote it on quit
@@ -630,12 +631,12 @@ def test_xdotool_thirty_frame_sequence_one_click_then_one_key_per_frame(display,
         xdotool_click(view.to_canvas(track[0, 0] - 1.2, track[0, 1] + 1.4))
         wait_for(labels / "frame_000.txt")
         for k in range(1, len(track)):
-            subprocess.run(["xdotool", "key", "j"], check=True, timeout=10)  # accept and move on
+            subprocess.run(["xdotool", "key", "j"], check=True, timeout=PATIENCE)  # accept and move on
             wait_for(labels / f"frame_{k - 1:03d}.txt")
-        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=10)
+        subprocess.run(["xdotool", "key", "Return"], check=True, timeout=PATIENCE)
         wait_for(labels / f"frame_{len(track) - 1:03d}.txt")
-        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=10)
-        assert proc.wait(timeout=20) == 0
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True, timeout=PATIENCE)
+        assert proc.wait(timeout=PATIENCE) == 0
         errors = [np.hypot(*(normalised_to_pixel(read_labels(labels / f"frame_{k:03d}.txt")[:, :2], 180, 140)[0] - truth))
                   for k, truth in enumerate(track)]
         assert max(errors) <= 0.3, np.round(errors, 2)
@@ -649,9 +650,9 @@ def test_xdotool_thirty_frame_sequence_one_click_then_one_key_per_frame(display,
 def move_pointer(gui: Driver, x: int, y: int) -> None:
     """The real X pointer to canvas pixel (x, y) (xdotool), then Tk reads its events."""
     rx, ry = gui.canvas.winfo_rootx() + x, gui.canvas.winfo_rooty() + y
-    at = subprocess.run(["xdotool", "getmouselocation"], capture_output=True, text=True, check=True, timeout=10).stdout
+    at = subprocess.run(["xdotool", "getmouselocation"], capture_output=True, text=True, check=True, timeout=PATIENCE).stdout
     if at.split()[:2] != [f"x:{rx}", f"y:{ry}"]:  # --sync waits for a move, so never asks for none
-        subprocess.run(["xdotool", "mousemove", "--sync", str(rx), str(ry)], check=True, timeout=10)
+        subprocess.run(["xdotool", "mousemove", "--sync", str(rx), str(ry)], check=True, timeout=PATIENCE)
     gui.pump()
 
 
@@ -718,7 +719,7 @@ def test_xdotool_pointer_reads_and_clicks_the_pixel_it_is_on(display, tmp_path, 
         # Unsnapped clicks land where the pointer is (the centre of its screen pixel).
         for k, (x, y) in enumerate([(cw // 2 + 3, ch // 2 - 2), (cw // 2 - 19, ch // 2 + 6), (cw // 2 + 1, ch // 2 + 21)]):
             move_pointer(gui, x, y)
-            subprocess.run(["xdotool", "click", "1"], check=True, timeout=10)
+            subprocess.run(["xdotool", "click", "1"], check=True, timeout=PATIENCE)
             gui.pump()
             assert len(gui.session.state.points) == k + 1
             point = gui.session.state.points[k]
@@ -826,7 +827,7 @@ def test_label_marker_leaves_the_target_visible(display, tmp_path):
         labelled = (DIM_TARGETS[0][0] + 0.5, DIM_TARGETS[0][1] + 0.5)
         x, y = gui.at(labelled[0] + 1.2, labelled[1] - 0.8)
         move_pointer(gui, x, y)
-        subprocess.run(["xdotool", "click", "1"], check=True, timeout=10)
+        subprocess.run(["xdotool", "click", "1"], check=True, timeout=PATIENCE)
         gui.pump()
         point = gui.session.state.points[0]
         assert np.hypot(*np.subtract(point, labelled)) < 0.3  # snapped onto the 2 x 2 target
@@ -955,7 +956,7 @@ def test_help_fits_the_canvas_on_an_opaque_box_and_the_file_list_shows_whole_nam
         # Hovering the elided row shows the whole name.
         bx, by, bw, bh = gui.app.files.bbox(0)
         lx, ly = gui.app.files.winfo_rootx() + bx + 20, gui.app.files.winfo_rooty() + by + bh // 2
-        subprocess.run(["xdotool", "mousemove", "--sync", str(lx), str(ly)], check=True, timeout=10)
+        subprocess.run(["xdotool", "mousemove", "--sync", str(lx), str(ly)], check=True, timeout=PATIENCE)
         gui.pump()
         assert gui.app.file_tip.winfo_ismapped() and gui.app.file_tip.cget("text") == names[1]
     finally:

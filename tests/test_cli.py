@@ -9,7 +9,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_python
+from conftest import PATIENCE, REPO, run_python
 
 import simple_keypoint
 from simple_keypoint import cli
@@ -100,7 +100,7 @@ def test_a_missing_module_is_one_line_but_a_missing_dependency_is_not_hidden(mon
 def test_detect_with_every_default_from_another_folder(tmp_path: Path) -> None:
     """The issue's new user: python REPO/detect.py from elsewhere finds the test images and weights,
     and a second run goes to a new folder."""
-    first = run_python(REPO / "detect.py", "--quiet", cwd=tmp_path, timeout=300)
+    first = run_python(REPO / "detect.py", "--quiet", cwd=tmp_path, timeout=PATIENCE)
     assert first.returncode == 0, first.stdout + first.stderr
     count = len(list(TEST_IMAGES.iterdir()))
     assert f"{count} image(s) done" in first.stdout and "results in output/detect\n" in first.stdout
@@ -108,7 +108,7 @@ def test_detect_with_every_default_from_another_folder(tmp_path: Path) -> None:
     frames = tmp_path / "frames"
     frames.mkdir()
     shutil.copy(TEST_IMAGES / "Misc_15.png", frames)
-    second = run_python("-m", "simple_keypoint", "detect", "--source", "frames", "--quiet", cwd=tmp_path, timeout=300)
+    second = run_python("-m", "simple_keypoint", "detect", "--source", "frames", "--quiet", cwd=tmp_path, timeout=PATIENCE)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "1 image(s) done" in second.stdout and "results in output/detect2\n" in second.stdout
     assert [p.name for p in (tmp_path / "output" / "detect2" / "labels").iterdir()] == ["Misc_15.txt"]

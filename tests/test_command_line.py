@@ -179,7 +179,9 @@ def test_a_training_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_
     for data, message in (("nowhere", "error: nowhere: does not exist"), ("bad", "error: no usable training images in bad")):
         result = run_outside(tmp_path, command, "train", "heatmap", "--data", data, *TINY_TRAIN_ARGS)
         assert result.returncode == 1 and result.stderr.startswith(message), result.stderr
-        assert "run folder runs/heatmap" in result.stdout  # it had started: the folder was made, then removed
+        # A missing folder is said before anything is printed; unusable images once training has
+        # started: its folder was made, then removed.
+        assert ("run folder runs/heatmap" in result.stdout) == (data == "bad"), result.stdout
         assert not (tmp_path / "runs").exists()
     labelled(tmp_path / "good", ("Misc_15", "Misc_111", "Misc_8", "Misc_110"))
     result = run_outside(tmp_path, command, "train", "heatmap", "--data", "good", *TINY_TRAIN_ARGS, "--val-fraction", "0.25")

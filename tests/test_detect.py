@@ -9,7 +9,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import PATIENCE, run_python
 
 import detect
 from simple_keypoint import load_model
@@ -60,7 +60,7 @@ def check_outputs(source, out, stems, with_scores=True):
 def test_detect_cli_writes_overlays_labels_and_summary(heatmap_checkpoint, source, tmp_path):
     out = tmp_path / "results"
     result = run_python("detect.py", "--weights", heatmap_checkpoint, "--source", source, "--out", out,
-                        "--conf", "0", "--max-points", "5", "--device", "cpu", "--quiet", timeout=120)
+                        "--conf", "0", "--max-points", "5", "--device", "cpu", "--quiet", timeout=PATIENCE)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = [line for line in result.stdout.splitlines() if "image(s) done" in line]
     assert len(summary) == 1
@@ -105,7 +105,7 @@ def test_refuses_to_write_into_the_source_folder(heatmap_checkpoint, tmp_path, w
     shutil.copy(tiny_dataset / "images" / "Misc_1.png", images)
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     result = run_python("detect.py", "--weights", heatmap_checkpoint, "--source", images, "--out", root,
-                        "--device", "cpu", "--quiet", timeout=120) if where == "source" else None
+                        "--device", "cpu", "--quiet", timeout=PATIENCE) if where == "source" else None
     if result is not None:
         assert result.returncode == 2
         assert "choose another --out" in result.stderr and "Traceback" not in result.stderr

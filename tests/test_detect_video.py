@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, run_python
+from conftest import PATIENCE, REPO, run_python
 
 from simple_keypoint import detect as detect_module
 from simple_keypoint.detect import DetectOptions, Source, detect, list_sources, main
@@ -117,7 +117,7 @@ def test_sources_kinds(tmp_path: Path, clip: Path) -> None:
 
 
 def test_no_webcam_is_one_line(tmp_path: Path) -> None:
-    result = run_python(REPO / "detect.py", "--source", "7", "--out", tmp_path / "o", "--quiet", cwd=tmp_path, timeout=120)
+    result = run_python(REPO / "detect.py", "--source", "7", "--out", tmp_path / "o", "--quiet", cwd=tmp_path, timeout=PATIENCE)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "  failed: camera 7: cannot open camera\n" in result.stdout and "Traceback" not in result.stderr
 
@@ -253,7 +253,7 @@ def test_memory_stays_flat_over_a_long_video(tmp_path: Path) -> None:
     write_video(tmp_path / "short.avi", frames[:200])
     write_video(tmp_path / "long.avi", frames)
     del frames
-    result = run_python("-c", MEMORY_SCRIPT, tmp_path, timeout=300)
+    result = run_python("-c", MEMORY_SCRIPT, tmp_path, timeout=PATIENCE)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "long.avi  2000" in result.stdout and "long.avi tracked 2000" in result.stdout
     short, long, tracked = map(int, result.stdout.split("peak_kib")[1].split())
@@ -262,8 +262,16 @@ def test_memory_stays_flat_over_a_long_video(tmp_path: Path) -> None:
 
 
 def test_reading_inference_and_writing_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each stage takes 30 ms a frame here: one after another that is 90 ms a frame, overlapped 30 ms."""
+    """Each stage takes at least 30 ms a frame here; while one frame is inferred, another is being
+    read or written (checked from when each stage ran, not from the total time: a busy machine
+    stretches that)."""
     stage = 0.03
+    ran: dict[str, list[tuple[float, float]]] = {"read": [], "infer": [], "write": []}
+
+    def timed(name: str) -> None:
+        started = time.monotonic()
+        time.sleep(stage)
+        ran[name].append((started, time.monotonic()))
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(16):
@@ -273,17 +281,17 @@ def test_reading_inference_and_writing_overlap(tmp_path: Path, monkeypatch: pyte
         conf = 0.5
 
         def predict_with_heatmap(self, image, conf=None, max_points=None):
-            time.sleep(stage)
+            timed("infer")
             return np.array([[3.0, 4.0, 0.9]]), None
 
     real_read, real_draw = detect_module.read_image, detect_module.draw_overlay
 
     def slow_read(path):
-        time.sleep(stage)
+        timed("read")
         return real_read(path)
 
     def slow_draw(*args, **kwargs):
-        time.sleep(stage)
+        timed("write")
         return real_draw(*args, **kwargs)
 
     monkeypatch.setattr(detect_module, "read_image", slow_read)
@@ -292,7 +300,11 @@ def test_reading_inference_and_writing_overlap(tmp_path: Path, monkeypatch: pyte
         (tmp_path / "out" / sub).mkdir(parents=True)
     report = detect(SlowModel(), list_sources(str(folder)), tmp_path / "out", DetectOptions())
     assert report.frames == 16 and report.failures == []
-    assert report.seconds < 16 * stage * 2, f"{report.seconds:.2f} s: the stages ran one after another"
+
+    def overlapped(a: str, b: str) -> bool:
+        return any(s1 < e2 and s2 < e1 for s1, e1 in ran[a] for s2, e2 in ran[b])
+
+    assert overlapped("read", "infer") and overlapped("infer", "write"), f"the stages ran one after another: {ran}"
     assert report.busy["read"] >= 16 * stage and report.busy["write"] >= 16 * stage  # each stage was timed
 
 
@@ -308,9 +320,7 @@ def test_ctrl_c_on_a_webcam_keeps_the_video_so_far(tmp_path: Path, model, monkey
         return predict(image, **kwargs)
 
     monkeypatch.setattr(model, "predict_with_heatmap", interrupted_after_three)
-    started = time.monotonic()
-    report = detect(model, [Source("camera", "0")], tmp_path, DetectOptions())
-    assert time.monotonic() - started < 30
+    report = detect(model, [Source("camera", "0")], tmp_path, DetectOptions())  # returns: did not wait for the camera
     assert report.interrupted and report.failures == [] and report.frames == 3
     assert len(decoded_frames(tmp_path / "camera0.mp4")) == 3
     assert [r["frame"] for r in read_csv(tmp_path / "camera0.csv")] == ["0", "1", "2"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import clean_env, free_port
+from conftest import PATIENCE, clean_env, free_port
 from test_runs import stop_after_first_epoch
 
 from simple_keypoint import distributed, load_model
@@ -30,7 +30,7 @@ def torchrun(digests: Path, *args: str | os.PathLike, cwd: Path) -> subprocess.C
     env = clean_env() | {DIGEST_ENV: str(digests), "OMP_NUM_THREADS": "1"}
     command = [TORCHRUN, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
                "-m", "simple_keypoint.heatmap.train", *map(str, args)]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=PATIENCE)
 
 
 def rank_digests(folder: Path) -> list[dict]:

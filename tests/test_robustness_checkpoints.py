@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import PATIENCE
 
 from simple_keypoint import labels
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -131,7 +132,7 @@ def test_bad_checkpoints_through_detect_and_evaluate(tmp_path: Path, capsys: pyt
     for script in (["detect.py", "--source", str(data / "images"), "--out", str(tmp_path / "out")],
                    ["-m", "simple_keypoint.evaluate", "--data", str(data)]):
         run = subprocess.run([sys.executable, *script, "--weights", str(tmp_path / "w" / "runs_code.pt")], cwd=REPO,
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=PATIENCE)
         assert run.returncode == 2 and run.stderr.strip().count("\n") == 0, run.stderr
         assert "refused: not a plain weights file" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "w" / "PWNED").exists()
@@ -182,7 +183,7 @@ def test_killed_mid_write_keeps_previous_checkpoint(tmp_path: Path) -> None:
         time.sleep(0.2)
         proc.send_signal(signal.SIGKILL)
     finally:
-        proc.wait(timeout=30)
+        proc.wait(timeout=PATIENCE)
     assert load_checkpoint(tmp_path / "last.pt", method="heatmap")["epoch"] == 1
     # A kill cannot clean up: a hidden temp file may stay, but it never has the checkpoint's name.
     assert all(p.name.startswith(".last.pt.") for p in tmp_path.iterdir() if p.name != "last.pt")

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import PATIENCE
 from PIL import Image  # installed with matplotlib
 
 from simple_keypoint.checkpoint import save_checkpoint
@@ -122,7 +123,7 @@ def test_reader_prints_nothing_itself(tmp_path: Path) -> None:
     code = ("import sys; from simple_keypoint.images import load_gray, ImageError\n"
             "for p in sys.argv[1:]:\n    try: load_gray(p)\n    except ImageError: pass\n")
     files = [str(tmp_path / n) for n in ("truncated.png", "text_file.jpg", "zero_bytes.jpg")]
-    run = subprocess.run([sys.executable, "-c", code, *files], cwd=REPO, capture_output=True, text=True, timeout=60)
+    run = subprocess.run([sys.executable, "-c", code, *files], cwd=REPO, capture_output=True, text=True, timeout=PATIENCE)
     assert run.returncode == 0 and "WARN" not in run.stderr and "ERROR" not in run.stderr, run.stderr
 
 
@@ -169,7 +170,7 @@ def test_8000_square_image(tmp_path: Path) -> None:
 
 def run_detect(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "detect.py", "--quiet", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=PATIENCE)
 
 
 def test_detect_goes_on_and_lists_failures(tmp_path: Path) -> None:

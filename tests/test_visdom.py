@@ -10,7 +10,7 @@ import time
 
 import pytest
 import visdom
-from conftest import TINY_TRAIN_ARGS, clean_env, free_port, run_python
+from conftest import PATIENCE, TINY_TRAIN_ARGS, clean_env, free_port, run_python
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the visdom client's own logger.warn
 
@@ -33,7 +33,7 @@ def visdom_server(tmp_path_factory):
                                "-port", str(port), "-bind_local", "-env_path", str(folder / "envs")],
                               cwd=folder, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + PATIENCE
         while not answers(port):
             assert server.poll() is None and time.time() < deadline, (folder / "server.log").read_text()
             time.sleep(0.5)
