@@ -11,7 +11,6 @@ localisation error of matches. Used by training's validation, by this CLI and by
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -153,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     from simple_keypoint.checkpoint import CheckpointError
     from simple_keypoint.dataset import DatasetError, load_dataset
     from simple_keypoint.labels import atomic_write
-    from simple_keypoint.options import FRACTION, HelpFormatter, add_weights_option
+    from simple_keypoint.options import FRACTION, HelpFormatter, Parser, add_weights_option
     from simple_keypoint.paths import DefaultPathError, default_path, resolve_weights
     from simple_keypoint.predict import load_model
 
-    p = argparse.ArgumentParser(prog="simple-keypoint evaluate", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="simple-keypoint evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     add_weights_option(p)
     p.add_argument("--data", nargs="+", action="extend", default=None,

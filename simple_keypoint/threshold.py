@@ -13,7 +13,6 @@ the data the final numbers are reported on.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from simple_keypoint.dataset import DatasetError
 from simple_keypoint.evaluate import FALSE_ALARMS_PER_IMAGE, pick_threshold, predict_all, score
-from simple_keypoint.options import HelpFormatter, number
+from simple_keypoint.options import HelpFormatter, Parser, number
 from simple_keypoint.paths import SHIPPED_NAMES, DefaultPathError, resolve_weights
 from simple_keypoint.predict import localizer_from_checkpoint
 from simple_keypoint.training import validation_samples
@@ -54,7 +53,7 @@ def repick_threshold(checkpoint: dict[str, Any], max_false_per_image: float = FA
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="simple-keypoint threshold", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="simple-keypoint threshold", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     p.add_argument("checkpoint", help="a checkpoint (.pt) of a method that picks a threshold, e.g. a run's best.pt, or a "
                                       f"shipped model's name ({', '.join(n for n in SHIPPED_NAMES if n != 'regression')})")

@@ -84,7 +84,7 @@ def command_line(run: Callable[[], object]) -> int:
 
 def make_parser(method: str, description: str, **defaults: Any) -> argparse.ArgumentParser:
     """The options every method's train.py has; ``defaults`` override the generic ones."""
-    p = argparse.ArgumentParser(prog=f"simple-keypoint train {method}", description=description,
+    p = options.Parser(prog=f"simple-keypoint train {method}", description=description,
                                 formatter_class=options.HelpFormatter)
     positive, at_least_0, share = options.number(int, 1), options.number(int, 0), options.FRACTION
     above_0 = options.number(float, 0.0, low_open=True)
