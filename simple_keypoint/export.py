@@ -2,6 +2,7 @@
 
     simple-keypoint export --weights heatmap_n              # the shipped fast model -> heatmap_n.onnx here
     simple-keypoint export --weights runs/heatmap/weights/best.pt --out best.onnx
+    simple-keypoint export --weights heatmap_n --overwrite  # an existing .onnx is kept unless told
     simple-keypoint detect --weights best.onnx              # runs it through onnxruntime
 
 The graph holds the network only; pre- and post-processing stay in Python and are the same for
