@@ -55,6 +55,7 @@ class CacheSize:
 
 
 def cache_size(folder: Path | None = None) -> CacheSize:
+    """How many exports the cache in ``folder`` (default: :func:`cache_folder`) holds, and their bytes."""
     files = cache_files(folder)
     total = 0
     for path in files:
@@ -85,6 +86,7 @@ def clear_cache(folder: Path | None = None) -> CacheSize:
 
 
 def megabytes(size: int) -> str:
+    """Bytes as MB with one decimal."""
     return f"{size / 1e6:.1f} MB"
 
 
@@ -94,15 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     folder = cache_folder()
     where = f"{folder} (${CACHE_ENV} moves it)"
-    if args.clear:
-        try:
+    try:
+        if args.clear:
             removed = clear_cache(folder)
-        except OSError as e:
-            print(f"error: cannot clear the ONNX cache: {e.filename}: {e.strerror or e}", file=sys.stderr)
-            return 1
-        print(f"removed {removed.entries} cached export(s), {megabytes(removed.bytes)}, from {where}")
-        return 0
-    size = cache_size(folder)
+            print(f"removed {removed.entries} cached export(s), {megabytes(removed.bytes)}, from {where}")
+            return 0
+        size = cache_size(folder)
+    except OSError as e:  # a folder or file this user may not read or delete
+        print(f"error: ONNX cache {where}: {e.filename or folder}: {e.strerror or e}", file=sys.stderr)
+        return 1
     state = "not created yet" if not folder.exists() else f"{size.entries} cached export(s), {megabytes(size.bytes)}"
     print(f"ONNX cache: {where}: {state}")
     return 0
