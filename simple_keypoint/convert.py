@@ -553,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     from simple_keypoint.options import HelpFormatter, Parser
 
     p = Parser(prog="simple-keypoint convert", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+               epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     defaults = HelpFormatter
 

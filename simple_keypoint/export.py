@@ -133,7 +133,7 @@ def _first_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="simple-keypoint export", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+               epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_weights_option(p, help_text=f"a shipped model ({', '.join(SHIPPED_NAMES)}) or a checkpoint (.pt) of any method "
                                     f"(default: {DEFAULT_WEIGHTS})")
     p.add_argument("--out", default=None,
