@@ -1,4 +1,5 @@
-"""``python -m landmark_annotation IMAGES_DIR [--labels LABELS_DIR] [--weights W] [--carry]``."""
+"""``simple-keypoint label IMAGES_DIR [--labels LABELS_DIR] [--weights W] [--carry]`` (also
+``python -m landmark_annotation``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from pathlib import Path
 
 from landmark_annotation.defaults import PROPOSAL_FLOOR, PROPOSAL_THRESHOLD
 from landmark_annotation.keys import KEYS
+from simple_keypoint.options import FRACTION, Parser
 from simple_keypoint.paths import SHIPPED_NAMES
 
 
 def make_parser() -> argparse.ArgumentParser:
     keys = "\n".join(f"  {k:<30} {v}" for k, v in KEYS)
-    parser = argparse.ArgumentParser(
-        prog="python -m landmark_annotation",
+    parser = Parser(
+        prog="simple-keypoint label",
         description="Click-to-label tool for tiny, dim infrared point targets.\n"
                     "Opens at the first unlabelled image. Every edit is saved at once to LABELS_DIR/<image stem>.txt\n"
                     "(line 1: number of points, then 'x y' normalised with x = (u + 0.5) / W; '0' = no target).",
@@ -27,10 +29,12 @@ def make_parser() -> argparse.ArgumentParser:
                         help=f"a shipped model ({', '.join(SHIPPED_NAMES)}), a checkpoint (.pt) or an .onnx; its points are shown "
                              "as proposals on unlabelled images: Enter accepts them, a click replaces them; "
                              "a proposal is never saved by itself")
-    parser.add_argument("--score-threshold", type=float, default=None,
+    parser.add_argument("--conf", type=FRACTION, default=None,
                         help="show proposals scoring at least this (keys , and . change it; default: "
                              f"{PROPOSAL_THRESHOLD:g}, 1 false proposal per image on validation for the shipped s "
                              "model; recall first, as every proposal is checked before Enter)")
+    # The option's name before the commands shared --conf; kept so old command lines still work.
+    parser.add_argument("--score-threshold", dest="conf", type=FRACTION, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--carry", action="store_true",
                         help="video frames: propose the previous frame's points on the next unlabelled frame, moved "
                              "by their motion over the last two frames and re-snapped there (j accepts and moves on)")
@@ -48,6 +52,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="on quit: one labelme JSON per labelled image in DIR (default: none)")
     parser.add_argument("--save-coco", type=Path, metavar="FILE",
                         help="on quit: every labelled image in one COCO keypoints JSON (default: none)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --save-labelme and --save-coco replace files that already exist (without it, "
+                             "the tool refuses to start when they would)")
     return parser
 
 
@@ -106,12 +113,17 @@ def main(argv: list[str] | None = None) -> int:
         threshold = min(PROPOSAL_THRESHOLD, model.conf)  # never stricter than the model's own
     session = Session(images, args.labels, proposer=proposer, carry=args.carry, snap=not args.no_snap,
                       snap_radius=args.snap_radius)
-    session.score_threshold = threshold if args.score_threshold is None else args.score_threshold
+    session.score_threshold = threshold if args.conf is None else args.conf
     if not session.images:
         print(f"error: {images}: no images (jpg/png/bmp/tif)", file=sys.stderr)
         return 2
     from landmark_annotation import interchange
 
+    # Checked before the window opens: finding out on quit would be too late to choose another name.
+    taken = interchange.existing_exports(session, args.save_labelme, args.save_coco)
+    if taken and not args.overwrite:
+        print(f"error: {interchange.refusal(taken, args.save_labelme, args.save_coco)}", file=sys.stderr)
+        return 2
     for option, opener in ((args.open_labelme, interchange.open_labelme), (args.open_coco, interchange.open_coco)):
         if option is not None:
             print(opener(session, option).summary(f"opened {option}:"))
@@ -121,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for option, saver in ((args.save_labelme, interchange.save_labelme), (args.save_coco, interchange.save_coco)):
         if option is not None:
-            report = saver(session, option)
+            report = saver(session, option, overwrite=args.overwrite)
             failed |= bool(report.problems)
             print(report.summary(f"saved {option}:"), file=sys.stderr if report.problems else sys.stdout)
     return code or int(failed)

@@ -2,8 +2,9 @@
 converter (:mod:`simple_keypoint.convert`); no Tk.
 
 Opening fills only images that have no label file yet (a label never gets overwritten by an
-import); saving writes every labelled image. Each problem (a bad JSON file, an unreadable image,
-a size that does not match) is one line naming the file, and the rest goes on.
+import); saving writes every labelled image but never replaces an existing file unless told to
+(``overwrite``). Each problem (a bad JSON file, an unreadable image, a size that does not match)
+is one line naming the file, and the rest goes on.
 """
 
 from __future__ import annotations
@@ -112,22 +113,50 @@ def _labelled(session: Session, report: Report) -> list[tuple[Path, np.ndarray, 
     return out
 
 
-def save_labelme(session: Session, folder: str | os.PathLike) -> Report:
-    """One labelme JSON per labelled image in ``folder`` (imagePath relative to it)."""
+def existing_exports(session: Session, labelme_folder: str | os.PathLike | None,
+                     coco_file: str | os.PathLike | None) -> list[Path]:
+    """The files that saving to ``labelme_folder`` / ``coco_file`` (None: not saved) would replace:
+    a labelme JSON for any of the session's images (any may be labelled by the end), the COCO file."""
+    taken = []
+    if labelme_folder is not None:
+        taken += [path for image in session.images if (path := Path(labelme_folder) / f"{image.stem}.json").exists()]
+    if coco_file is not None and Path(coco_file).exists():
+        taken.append(Path(coco_file))
+    return taken
+
+
+def refusal(taken: list[Path], labelme_folder: str | os.PathLike | None, coco_file: str | os.PathLike | None) -> str:
+    """The one line refusing to start because saving would replace the ``taken`` files."""
+    if coco_file is not None and Path(coco_file) in taken:
+        return f"--save-coco {coco_file} already exists (--overwrite replaces it)"
+    return (f"--save-labelme {labelme_folder} already holds {len(taken)} of the labelme file(s) it would write, "
+            f"e.g. {taken[0]} (--overwrite replaces them)")
+
+
+def save_labelme(session: Session, folder: str | os.PathLike, overwrite: bool = False) -> Report:
+    """One labelme JSON per labelled image in ``folder`` (imagePath relative to it); a file that
+    exists is a problem and stays as it is unless ``overwrite``."""
     report = Report()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for image, points, (width, height) in _labelled(session, report):
+        path = folder / f"{image.stem}.json"
+        if path.exists() and not overwrite:
+            report.problems.append(f"{path}: exists, not replaced (--overwrite replaces it)")
+            continue
         try:
-            write_labelme(folder / f"{image.stem}.json", points, os.path.relpath(image, folder), width, height)
+            write_labelme(path, points, os.path.relpath(image, folder), width, height)
             report.done += 1
         except OSError as e:
-            report.problems.append(f"{folder / (image.stem + '.json')}: {e.strerror or e}")
+            report.problems.append(f"{path}: {e.strerror or e}")
     return report
 
 
-def save_coco(session: Session, path: str | os.PathLike) -> Report:
-    """One COCO keypoints file of every labelled image ("no target" images listed without points)."""
+def save_coco(session: Session, path: str | os.PathLike, overwrite: bool = False) -> Report:
+    """One COCO keypoints file of every labelled image ("no target" images listed without points); an
+    existing file is a problem and stays as it is unless ``overwrite``."""
+    if Path(path).exists() and not overwrite:
+        return Report(problems=[f"{path}: exists, not replaced (--overwrite replaces it)"])
     report = Report()
     items = {image.name: (points, size) for image, points, size in _labelled(session, report)}
     try:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "threshold": ("simple_keypoint.threshold", "pick a checkpoint's threshold again on its validation split"),
     "convert": ("simple_keypoint.convert", "convert labels from other formats"),
     "label": ("landmark_annotation.__main__", "the click-to-label desktop tool"),
+    "cache": ("simple_keypoint.cache", "show where the ONNX cache is and its size; --clear empties it"),
 }
 
 
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
-        print(f"error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"simple-keypoint: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}\n"
+              "see simple-keypoint --help", file=sys.stderr)
         return 2
     module = COMMANDS[command][0]
     if command == "train":
@@ -77,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             if rest and rest[0] in ("-h", "--help"):
                 print(text)
                 return 0
-            given = f"unknown method {rest[0]!r}; " if rest else "a method is needed; "
-            print(f"error: {given}{text[len('usage: '):]}", file=sys.stderr)
+            given = f"unknown method {rest[0]!r}" if rest else "a method is needed"
+            print(f"simple-keypoint train: error: {given}; choose from {', '.join(methods)}\n"
+                  "see simple-keypoint train --help", file=sys.stderr)
             return 2
         module, rest = methods[rest[0]], rest[1:]
     try:

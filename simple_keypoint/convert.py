@@ -462,8 +462,21 @@ def _labelled_images(dataset: Path, report: Report) -> list[tuple[Path, np.ndarr
     return found
 
 
+def _refused(message: str) -> int:
+    """An export whose output already exists: one line, nothing read or written, exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def to_labelme(dataset: Path, out_dir: Path, overwrite: bool) -> int:
-    """``to-labelme`` subcommand: DATASET/images + labels -> OUT_DIR/<stem>.json, imagePath relative to it."""
+    """``to-labelme`` subcommand: DATASET/images + labels -> OUT_DIR/<stem>.json, imagePath relative to it.
+    An OUT_DIR already holding any of those files is refused (a mix of two exports) unless ``overwrite``."""
+    if not overwrite and (dataset / "images").is_dir():
+        taken = [path for image in find_images(dataset / "images")
+                 if (dataset / "labels" / f"{image.stem}.txt").exists() and (path := out_dir / f"{image.stem}.json").exists()]
+        if taken:
+            return _refused(f"{out_dir} already holds {len(taken)} of the labelme file(s) this would write, "
+                            f"e.g. {taken[0]} (--overwrite replaces them)")
     report = Report()
     items = _labelled_images(dataset, report)
     if items:
@@ -471,7 +484,7 @@ def to_labelme(dataset: Path, out_dir: Path, overwrite: bool) -> int:
     written, points_total = 0, 0
     for image_path, points, (width, height) in items:
         path = out_dir / f"{image_path.stem}.json"
-        if report.keeps(path, overwrite):
+        if report.keeps(path, overwrite):  # made by someone else meanwhile
             continue
         try:
             write_labelme(path, points, os.path.relpath(image_path, out_dir), width, height)
@@ -520,10 +533,9 @@ def from_coco(coco_file: Path, labels_dir: Path, overwrite: bool) -> int:
 
 def to_coco(dataset: Path, out_file: Path, overwrite: bool) -> int:
     """``to-coco`` subcommand: DATASET/images + labels -> one COCO keypoints JSON."""
-    report = Report()
     if out_file.exists() and not overwrite:
-        report.failed.append(f"{out_file}: exists (--overwrite replaces it)")
-        return report.print("nothing written")
+        return _refused(f"{out_file} already exists (--overwrite replaces it)")
+    report = Report()
     items = _labelled_images(dataset, report)
     if items:
         try:
@@ -577,10 +589,10 @@ def from_boxes(root: Path, out: Path, every: int, part: str, overwrite: bool, pr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from simple_keypoint.options import HelpFormatter
+    from simple_keypoint.options import HelpFormatter, Parser
 
-    p = argparse.ArgumentParser(prog="simple-keypoint convert", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="simple-keypoint convert", description=__doc__.split("\n\n")[0],
+               epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     defaults = HelpFormatter
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from simple_keypoint.images import IMAGE_SUFFIXES, ImageError, read_image, to_display
 from simple_keypoint.labels import atomic_write, pixel_to_normalised, write_labels
-from simple_keypoint.options import FRACTION, add_weights_option
+from simple_keypoint.options import FRACTION, Parser, add_weights_option
 from simple_keypoint.paths import DefaultPathError, default_path, increment_path, resolve_weights
 from simple_keypoint.quiet import opencv_silent, quiet_video_backend
 from simple_keypoint.runs import make_folders, remove_empty
@@ -542,7 +542,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     else:
         doc_module = sys.modules[__name__]
     doc = doc_module.__doc__ or ""
-    p = argparse.ArgumentParser(prog=f"simple-keypoint {'track' if tracking else 'detect'}", description=doc.split("\n\n")[0],
+    p = Parser(prog=f"simple-keypoint {'track' if tracking else 'detect'}", description=doc.split("\n\n")[0],
                                 epilog=doc.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_weights_option(p)
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",

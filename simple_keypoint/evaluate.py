@@ -151,10 +151,9 @@ def write_per_image_csv(path: Path, results: list[ImageResult], conf: float, rad
 
 def make_parser() -> argparse.ArgumentParser:
     """The evaluate command line."""
-    from simple_keypoint.options import FRACTION, HelpFormatter, add_weights_option
+    from simple_keypoint.options import FRACTION, HelpFormatter, Parser, add_weights_option
 
-    p = argparse.ArgumentParser(prog="simple-keypoint evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=HelpFormatter)
+    p = Parser(prog="simple-keypoint evaluate", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     add_weights_option(p)
     p.add_argument("--data", nargs="+", action="extend", default=None,
                    help="dataset folder(s) with images/ and labels/ (repeatable; default: data/test, from the current "

@@ -2,6 +2,7 @@
 
     simple-keypoint export --weights heatmap_n              # the shipped fast model -> heatmap_n.onnx here
     simple-keypoint export --weights runs/heatmap/weights/best.pt --out best.onnx
+    simple-keypoint export --weights heatmap_n --overwrite  # an existing .onnx is kept unless told
     simple-keypoint detect --weights best.onnx              # runs it through onnxruntime
 
 The graph holds the network only; pre- and post-processing stay in Python and are the same for
@@ -47,7 +48,7 @@ from simple_keypoint.checkpoint import VERSION_KEY, CheckpointError, load_checkp
 from simple_keypoint.labels import atomic_write
 from simple_keypoint.methods import decode_settings, get_method, net_from_checkpoint
 from simple_keypoint.onnx_session import onnx_session
-from simple_keypoint.options import add_weights_option
+from simple_keypoint.options import Parser, add_weights_option
 from simple_keypoint.paths import DEFAULT_WEIGHTS, SHIPPED_NAMES, DefaultPathError, resolve_weights
 
 DEFAULT_OPSET = 17
@@ -174,14 +175,15 @@ def _first_line(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="simple-keypoint export", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="simple-keypoint export", description=__doc__.split("\n\n")[0],
+               epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_weights_option(p, help_text=f"a shipped model ({', '.join(SHIPPED_NAMES)}) or a checkpoint (.pt) of any method "
                                     f"(default: {DEFAULT_WEIGHTS})")
     p.add_argument("--out", default=None,
                    help="the .onnx file to write (default: beside the .pt with .onnx; for a shipped model, NAME.onnx "
                         "in the current folder)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset, >= 17 (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace the .onnx file if it already exists")
     args = p.parse_args(argv)
 
     try:
@@ -202,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if out.resolve() == weights.resolve():
         print(f"error: --out {out} would overwrite the weights", file=sys.stderr)
+        return 2
+    if out.exists() and not args.overwrite:  # checked before the export: it takes seconds
+        print(f"error: --out {out} already exists (--overwrite replaces it)", file=sys.stderr)
         return 2
     try:
         data = read_checkpoint_bytes(weights)

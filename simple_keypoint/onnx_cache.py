@@ -4,7 +4,8 @@ The key is the sha256 of the checkpoint file's bytes, the package version and th
 weights, or another version of the exporter code, can never reuse an entry, and a checkpoint
 rewritten in place (``simple_keypoint.threshold --write``, a new training epoch) gets a new one.
 The folder is ``$SIMPLE_KEYPOINT_CACHE``, else ``$XDG_CACHE_HOME/simple_keypoint``, else
-``~/.cache/simple_keypoint``; it may be deleted at any time.
+``~/.cache/simple_keypoint`` (:mod:`simple_keypoint.cache`, which also shows and clears it:
+``simple-keypoint cache [--clear]``); it may be deleted at any time.
 
 An entry is ``KEY.onnx`` and ``KEY.json``, the record of what the .onnx holds (the checkpoint's
 hash, version, opset and the .onnx bytes' own sha256). Both are written atomically; an entry whose
@@ -24,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simple_keypoint import __version__
+from simple_keypoint.cache import CACHE_ENV, cache_folder
 from simple_keypoint.checkpoint import load_checkpoint, read_checkpoint_bytes
 from simple_keypoint.export import DEFAULT_OPSET, MAX_DIFFERENCE, OnnxExportError, onnx_model_bytes
 from simple_keypoint.labels import atomic_write
-
-CACHE_ENV = "SIMPLE_KEYPOINT_CACHE"
 
 
 class CacheWarning(UserWarning):
@@ -40,14 +40,6 @@ class CachedExport:
     model: bytes  # the serialized ONNX model
     entry: Path | None  # where it is stored; None when the folder could not be written
     hit: bool  # read from the cache (True) or exported now (False)
-
-
-def cache_folder() -> Path:
-    """Where exports are cached (see the module's docstring)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "simple_keypoint"
 
 
 def entry_stem(checkpoint_sha256: str, opset: int = DEFAULT_OPSET) -> str:

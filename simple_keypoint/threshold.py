@@ -23,7 +23,7 @@ from typing import Any
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from simple_keypoint.dataset import DatasetError
 from simple_keypoint.evaluate import FALSE_ALARMS_PER_IMAGE, pick_threshold, predict_all, score
-from simple_keypoint.options import HelpFormatter, add_weights_option, number
+from simple_keypoint.options import HelpFormatter, Parser, add_weights_option, number
 from simple_keypoint.paths import DEFAULT_WEIGHTS, SHIPPED_NAMES, DefaultPathError, resolve_weights
 from simple_keypoint.predict import localizer_from_checkpoint
 from simple_keypoint.training import validation_samples
@@ -56,7 +56,7 @@ def repick_threshold(checkpoint: dict[str, Any], max_false_per_image: float = FA
 
 def make_parser() -> argparse.ArgumentParser:
     """The threshold command line."""
-    p = argparse.ArgumentParser(prog="simple-keypoint threshold", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="simple-keypoint threshold", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     names = ", ".join(n for n in SHIPPED_NAMES if n != "regression")
     add_weights_option(p, help_text=f"a checkpoint (.pt) of a method that picks a threshold, e.g. a run's best.pt, or a "

@@ -198,7 +198,7 @@ def make_parser(method: str, description: str, config: type[TrainConfig] = Train
     """The options every method's train.py has, their defaults from ``config`` (a method's
     :class:`TrainConfig` subclass; ``defaults`` override them). A method adds its own options
     without a ``default=``: they take the config's (argparse reads the parser's defaults)."""
-    p = argparse.ArgumentParser(prog=f"simple-keypoint train {method}", description=description,
+    p = options.Parser(prog=f"simple-keypoint train {method}", description=description,
                                 formatter_class=options.HelpFormatter)
     p.set_defaults(**config.defaults(method, **defaults).settings())
     positive, at_least_0, share = options.number(int, 1), options.number(int, 0), options.FRACTION

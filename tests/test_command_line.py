@@ -241,18 +241,20 @@ def test_a_refused_stream_is_one_line_without_ffmpeg_noise(tmp_path: Path) -> No
 @pytest.mark.parametrize("argv, message", [
     (["detect", "--source", "nothere"], "error: nothere: no such file or folder"),
     (["detect", "--source", "nothere/*.png"], "error: no images or videos found at nothere/*.png"),
-    (["detect", "--conf", "2"], "simple-keypoint detect: error: argument --conf: must be in [0, 1], got 2"),
-    (["detect", "--dim-conf", "-0.5"], "simple-keypoint detect: error: argument --dim-conf: must be in [0, 1], got -0.5"),
-    (["evaluate", "--conf", "1.5"], "simple-keypoint evaluate: error: argument --conf: must be in [0, 1], got 1.5"),
+    (["detect", "--conf", "2"], "simple-keypoint detect: error: --conf 2 is not in [0, 1]"),
+    (["detect", "--dim-conf", "-0.5"], "simple-keypoint detect: error: --dim-conf -0.5 is not in [0, 1]"),
+    (["evaluate", "--conf", "1.5"], "simple-keypoint evaluate: error: --conf 1.5 is not in [0, 1]"),
     (["evaluate", "--data", "nothere"], "error: nothere: no such folder"),
-    (["train", "heatmap", "--epochs", "0"], "simple-keypoint train heatmap: error: argument --epochs: must be >= 1, got 0"),
-    (["train", "heatmap", "--lr", "nan"], "simple-keypoint train heatmap: error: argument --lr: expected a finite number, got 'nan'"),
+    (["train", "heatmap", "--epochs", "0"], "simple-keypoint train heatmap: error: --epochs 0 is not >= 1"),
+    (["train", "heatmap", "--lr", "nan"], "simple-keypoint train heatmap: error: --lr nan is not a finite number"),
     (["threshold", "heatmap", "--max-false-per-image", "-1"],
-     "simple-keypoint threshold: error: argument --max-false-per-image: must be >= 0, got -1"),
+     "simple-keypoint threshold: error: --max-false-per-image -1 is not >= 0"),
 ])
 def test_missing_paths_and_out_of_range_options(tmp_path: Path, argv: list[str], message: str) -> None:
     result = run_outside(tmp_path, installed_command(), *argv)
-    assert result.returncode in (1, 2) and result.stderr.strip().splitlines()[-1] == message, result.stderr
+    # a usage error is the first line (then "see ... --help"); a path error is the last line
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode in (1, 2) and lines[0 if message.startswith("simple-keypoint ") else -1] == message, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "output").exists() and not (tmp_path / "runs").exists()
 
 
@@ -276,9 +278,9 @@ def test_libpng_lines_are_dropped_and_the_rest_of_stderr_kept(tmp_path: Path, ca
 def test_number_types_check_ranges() -> None:
     share, count, rate = options.FRACTION, options.number(int, 1), options.number(float, 0.0, low_open=True)
     assert (share("0"), share("1"), count("3"), rate("1e-3")) == (0.0, 1.0, 3, 1e-3) and isinstance(count("3"), int)
-    for parse, text, error in ((share, "1.01", "must be in [0, 1], got 1.01"), (count, "0", "must be >= 1, got 0"),
-                               (count, "2.5", "expected an integer, got '2.5'"), (rate, "0", "must be > 0, got 0"),
-                               (share, "inf", "expected a finite number, got 'inf'")):
+    for parse, text, error in ((share, "1.01", "1.01 is not in [0, 1]"), (count, "0", "0 is not >= 1"),
+                               (count, "2.5", "2.5 is not an integer"), (rate, "0", "0 is not > 0"),
+                               (share, "inf", "inf is not a finite number"), (share, " ", "' ' is not a number")):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(error)):
             parse(text)
 
@@ -309,6 +311,7 @@ def test_interrupt_in_the_first_epoch_names_no_missing_file(tmp_path: Path, caps
 def test_help_texts_name_the_command_and_state_each_default_once(tmp_path: Path) -> None:
     installed_command()
     commands = [["detect"], ["track"], ["evaluate"], ["export"], ["threshold"], ["convert"], ["convert", "masks"],
+                ["label"], ["cache"],
                 ["train", "heatmap"], ["train", "regression"]]
     script = ("import contextlib, io, json, sys\nfrom simple_keypoint import cli\nhelps = []\n"
               f"for argv in {commands!r}:\n"

@@ -313,10 +313,11 @@ def test_cli_round_trip_through_other_tools(tmp_path: Path, capsys: pytest.Captu
         assert main(["to-labelme", str(root)]) == 0
         assert sorted(p.name for p in (root / "labelme").iterdir()) == ["a.json", "ü b.json"]
         assert json.loads((root / "labelme" / "a.json").read_text("utf-8"))["imagePath"] == "../images/a.png"
+        assert main(["to-labelme", str(root)]) == 2  # its files exist: refused, not replaced
         assert main(["from-labelme", str(root / "labelme"), str(back), "--quiet"]) == 0
     else:
         assert main(["to-coco", str(root)]) == 0
-        assert main(["to-coco", str(root)]) == 1  # exists, not replaced
+        assert main(["to-coco", str(root)]) == 2  # exists: refused, not replaced
         assert main(["from-coco", str(root / "keypoints_coco.json"), str(back)]) == 0
     err = capsys.readouterr().err
     assert "1 image(s) with no label file" in err

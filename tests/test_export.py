@@ -210,6 +210,19 @@ def test_export_cli_errors(models: dict, tmp_path: Path, capsys: pytest.CaptureF
     assert load_checkpoint(models["regression"]["pt"])["method"] == load_model(tmp_path / "r.onnx").method
 
 
+def test_export_refuses_an_existing_file_unless_overwrite(models: dict, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    mine = tmp_path / "notes.onnx"
+    mine.write_bytes(b"the user's own file")
+    assert export.main(["--weights", str(models["heatmap"]["pt"]), "--out", str(mine)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"error: --out {mine} already exists (--overwrite replaces it)\n"
+    assert mine.read_bytes() == b"the user's own file"
+    assert export.main(["--weights", str(models["heatmap"]["pt"]), "--out", str(mine), "--overwrite"]) == 0
+    assert load_model(mine).method == "heatmap"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.onnx"]  # atomic: no temp file left beside it
+
+
 def test_seed_baseline_nets() -> None:
     """The seed article's nets as the benchmarks use them: ~0.37 GFLOP per 360x480 frame, one
     point mapped back to the frame's pixel coordinates."""
