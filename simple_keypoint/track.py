@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = build_parser("track", __doc__ or "",
                      f"tracks start from detections at or above this score, 0 to 1 (default: {TrackOptions.conf})")
     add_track_options(p)
+    p.add_argument("--track", action="store_true", help=argparse.SUPPRESS)  # accepted, as before; never listed
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     args.name = args.name or "track"
     check_args(p, args)
