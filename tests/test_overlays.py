@@ -148,3 +148,21 @@ def test_detect_overlays_carry_the_legend(tmp_path) -> None:
     assert rows.min() > 96 // 2 and cols.min() < 135 // 4  # the legend's corner, bottom left; nothing elsewhere
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     assert min(jet_ends(overlay[box])) > 0 and jet_ends(plain[box])[1] == 0  # the bar's both ends were drawn
+
+
+def test_track_overlays_carry_the_legend_and_say_no_track_until_one_is_confirmed() -> None:
+    from simple_keypoint.sources import Frame, Result, draw_tracks
+    from simple_keypoint.tracking import TrackPoint
+
+    image = np.full((120, 160), 60, np.uint8)
+    result = Result(Frame(0, 0, 0.0, image), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((120, 160), np.float32))
+    tentative = [TrackPoint(0, False, 80.0, 60.0, (80.0, 60.0, 0.6))]
+    confirmed = [TrackPoint(1, True, 80.0, 60.0, (80.0, 60.0, 0.9), [(76.0, 60.0), (80.0, 60.0)])]
+    plain = draw_tracks(result, tentative, 0.4)  # no threshold given: no legend (as the benchmark's figure)
+    waiting = draw_tracks(result, tentative, 0.4, conf=0.5)
+    tracked = draw_tracks(result, confirmed, 0.4, conf=0.5)
+    legend_rows = [np.flatnonzero((draw_tracks(result, rows, 0.4, conf=0.5) != draw_tracks(result, rows, 0.4)).any(axis=(1, 2)))
+                   for rows in (tentative, confirmed)]
+    assert (tracked != waiting).any()
+    assert all(len(rows) for rows in legend_rows) and len(legend_rows[0]) > len(legend_rows[1])  # "no track": a line more
+    assert min(jet_ends(waiting)) > 0 and jet_ends(plain)[1] == 0  # the colour bar
