@@ -114,8 +114,8 @@ def gather_sources(entries: Iterable[str], sequences: bool = False) -> list[Sour
         if not listed:
             missing = not is_pattern(entry) and not Path(entry).exists()
             raise NoSourceError(f"{entry}: no such file or folder" if missing else f"no images or videos found at {entry}")
-        listed = [s for s in listed if s.kind not in ("image", "video") or s.location not in seen]
-        seen.update(s.location for s in listed)
+        listed = [s for s in listed if s.kind not in ("image", "video") or file_key(s) not in seen]
+        seen.update(file_key(s) for s in listed)
         images = [s.location for s in listed if s.kind == "image"]
         if not sequences:
             found.extend(listed)
@@ -130,6 +130,11 @@ def gather_sources(entries: Iterable[str], sequences: bool = False) -> list[Sour
             loose[folder].extend(images)
         found.extend(s for s in listed if s.kind != "image")
     return [item if isinstance(item, Source) else frames_of(item) for item in found]
+
+
+def file_key(source: Source) -> str:
+    """The same file however it was named (``a/x.png``, ``./a/x.png``, an absolute path)."""
+    return str(Path(source.location).resolve()) if source.kind in ("image", "video") else source.location
 
 
 def frames_of(paths: list[str]) -> Source:
