@@ -113,9 +113,12 @@ class DetectReport:
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
-    def done(self) -> str:
-        """What was done, for the summary line: images, and video frames counted with their videos."""
-        parts = [f"{self.images} image(s) done"] if self.images or not self.sequences else []
+    def done(self, any_images: bool = True) -> str:
+        """What was done, for the summary line: images, and video frames counted with their videos
+        (``any_images``: whether images were among the sources, to say which none were done)."""
+        if not self.images and not self.sequences:
+            return "0 image(s) done" if any_images else "0 frame(s) done"
+        parts = [f"{self.images} image(s) done"] if self.images else []
         if self.sequences:
             counts: dict[str, int] = {}
             for kind, n in self.sequences.items():
@@ -448,7 +451,7 @@ def run(args: argparse.Namespace, tracking: TrackOptions | None = None) -> int:
     conf = tracking.conf if tracking else model.conf if args.conf is None else args.conf
     wrote_any = report.frames or report.videos  # else the empty folders were removed, so none is named
     per = "image" if only_images else "frame"
-    print(f"{report.done()}, {report.points} point(s) found (threshold {conf:.2f}), "
+    print(f"{report.done(any(s.kind == 'image' for s in sources))}, {report.points} point(s) found (threshold {conf:.2f}), "
           f"{len(report.failures)} failure(s), {report.inference_ms:.1f} ms per {per}; "
           + (f"results in {out}" if wrote_any else "nothing written"))
     for path in report.videos:
