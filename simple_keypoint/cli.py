@@ -58,6 +58,14 @@ def load_main(module: str) -> Callable[[list[str] | None], int]:
         raise
 
 
+def as_track_arguments(argv: list[str]) -> list[str] | None:
+    """``detect --track ARGS`` is ``track ARGS``: the arguments for track, or None without ``--track``
+    (or an abbreviation argparse would take for it, ``--tr`` on). Handed over here, by name, so
+    detect never imports track: track builds on detect."""
+    flags = [a for a in argv if len(a) >= len("--tr") and "--track".startswith(a)]
+    return [a for a in argv if a not in flags] if flags else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help"):
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simple-keypoint: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}\n"
               "see simple-keypoint --help", file=sys.stderr)
         return 2
+    if command == "detect" and (track_arguments := as_track_arguments(rest)) is not None:
+        command, rest = "track", track_arguments
     module = COMMANDS[command][0]
     if command == "train":
         methods = trainers()

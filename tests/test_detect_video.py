@@ -17,6 +17,7 @@ import pytest
 from conftest import PATIENCE, REPO, run_python
 
 from simple_keypoint import detect as detect_module
+from simple_keypoint import sources as sources_module
 from simple_keypoint.detect import DetectOptions, Source, detect, list_sources, main
 from simple_keypoint.images import read_image
 from simple_keypoint.paths import shipped_weights
@@ -69,7 +70,7 @@ def test_video_in_gives_a_video_and_a_csv(clip: Path, tmp_path: Path, model, cap
     code = main(["--source", str(clip), "--out", str(out), "--conf", "0", "--max-points", "2", "--vid-stride", "2", "--quiet"])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "3 image(s) done, 6 point(s) found" in printed and f"wrote {out / 'clip.mp4'}" in printed
+    assert "3 frame(s) of 1 video(s), 6 point(s) found" in printed and f"wrote {out / 'clip.mp4'}" in printed
     assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.mp4"]  # no per-frame files unless asked
     video = cv2.VideoCapture(str(out / "clip.mp4"))
     assert video.get(cv2.CAP_PROP_FPS) == pytest.approx(FPS / 2)
@@ -89,7 +90,7 @@ def test_video_in_gives_a_video_and_a_csv(clip: Path, tmp_path: Path, model, cap
 def test_save_frames_and_a_frame_without_points(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
     assert main(["--source", str(clip), "--out", str(out), "--conf", "1", "--save-frames", "--quiet"]) == 0
-    assert "6 image(s) done, 0 point(s) found" in capsys.readouterr().out
+    assert "6 frame(s) of 1 video(s), 0 point(s) found" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "labels").iterdir()) == [f"clip_{i:06d}.txt" for i in range(6)]
     assert sorted(p.name for p in (out / "overlays").iterdir()) == [f"clip_{i:06d}.jpg" for i in range(6)]
     assert (out / "labels" / "clip_000003.txt").read_text() == "0\n"
@@ -146,7 +147,7 @@ class FakeCamera:
 
 
 def test_a_camera_that_stops_is_reported_and_keeps_its_video(tmp_path: Path, model, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect_module, "open_capture", lambda source: FakeCamera(5))
+    monkeypatch.setattr(sources_module, "open_capture", lambda source: FakeCamera(5))
     report = detect(model, [Source("camera", "0")], tmp_path, DetectOptions())
     assert report.frames == 5
     assert report.failures == ["camera 0: stopped delivering frames after 5 frame(s)"]
@@ -309,7 +310,7 @@ def test_reading_inference_and_writing_overlap(tmp_path: Path, monkeypatch: pyte
 
 
 def test_ctrl_c_on_a_webcam_keeps_the_video_so_far(tmp_path: Path, model, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect_module, "open_capture", lambda source: FakeCamera(10**9))  # never ends by itself
+    monkeypatch.setattr(sources_module, "open_capture", lambda source: FakeCamera(10**9))  # never ends by itself
     calls = []
     predict = model.predict_with_heatmap
 

@@ -273,9 +273,9 @@ def numbers(text: str) -> list[float]:
 
 
 def test_the_tracking_defaults_table_is_what_the_code_uses() -> None:
-    from simple_keypoint.detect import parse_args
+    from simple_keypoint.track import parse_args
 
-    args = parse_args(["--track"])
+    args = parse_args([])
     options, shift = args.tracking, tracking.SceneShift()
     used = {"--conf": [options.conf], "--keep-conf": [options.keep_conf],
             "--confirm": [options.confirm_hits, options.confirm_window], "--max-missed": [options.max_missed],

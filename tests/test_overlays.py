@@ -75,3 +75,94 @@ def test_points_below_the_threshold_are_dim_and_not_written(tmp_path) -> None:
     assert (outs["plain"] / "labels" / "Misc_15.txt").read_text() == (outs["dim"] / "labels" / "Misc_15.txt").read_text()
     plain, dimmed = (cv2.imread(str(o / "overlays" / "Misc_15.jpg")).astype(int) for o in outs.values())
     assert np.abs(plain - dimmed).max() > 50
+
+
+# ---------------------------------------------------------------------------------------------- legend
+
+def jet_ends(pixels: np.ndarray) -> tuple[int, int]:
+    """How many pixels are JET's deep blue (probability 0) and its deep red (probability 1)."""
+    b, g, r = (pixels[..., i].astype(int) for i in range(3))
+    return int(((b > 180) & (r < 60) & (g < 60)).sum()), int(((r > 180) & (b < 60) & (g < 60)).sum())
+
+
+@pytest.mark.parametrize("h, w", [(96, 135), (240, 320), (1024, 1280)])
+def test_legend_shows_the_colour_bar_and_fits_the_frame(h: int, w: int) -> None:
+    from simple_keypoint.overlays import draw_legend
+
+    canvas = np.full((h, w, 3), 128, np.uint8)
+    x0, y0, x1, y1 = draw_legend(canvas, 0.93, True, "no point above 0.93")
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    assert (x1 - x0) * (y1 - y0) < 0.3 * w * h  # a corner, not the frame
+    blue, red = jet_ends(canvas[y0:y1, x0:x1])
+    assert blue > 0 and red > 0  # both ends of the colour bar
+    assert np.all(np.delete(canvas, np.s_[y0:y1], axis=0) == 128)  # nothing drawn outside its box
+    assert np.all(canvas[y0:y1, :x0] == 128) and np.all(canvas[y0:y1, x1:] == 128)
+    # The note is a line of its own; without the heatmap there is no bar.
+    bare = np.full((h, w, 3), 128, np.uint8)
+    bx0, by0, bx1, by1 = draw_legend(bare, 0.93, False)
+    assert by1 - by0 < y1 - y0 and jet_ends(bare) == (0, 0) and (bare != 128).any()
+
+
+def test_a_frame_without_a_point_says_so_and_the_legend_keeps_clear_of_points() -> None:
+    from simple_keypoint.overlays import draw_legend
+
+    image = np.full((96, 135), 60, np.uint8)
+    empty = draw_overlay(image, np.zeros((0, 3)), None, conf=0.5)
+    found = draw_overlay(image, np.array([[60.0, 40.0, 0.9]]), None, conf=0.5)
+    plain = draw_overlay(image, np.zeros((0, 3)), None)
+    assert (empty != plain).any(axis=2).sum() > (found != plain).any(axis=2).sum() / 2  # the note's words
+    text_rows = np.flatnonzero((empty != plain).any(axis=(1, 2)))
+    legend_rows = np.flatnonzero((draw_overlay(image, np.array([[60.0, 40.0, 0.9]]), None, conf=0.5)
+                                  != draw_overlay(image, np.array([[60.0, 40.0, 0.9]]), None)).any(axis=(1, 2)))
+    assert len(text_rows) > len(legend_rows)  # one line more: "no point above 0.50"
+    # A point where the legend would go: it moves to another corner, the point stays in the clear.
+    for u, v in ((5.0, 90.0), (130.0, 90.0), (5.0, 5.0)):
+        box = draw_legend(np.zeros((96, 135, 3), np.uint8), 0.5, True, None, avoid=np.array([[u, v, 0.9]]))
+        x0, y0, x1, y1 = box
+        assert not (x0 - 9 < u < x1 + 9 and y0 - 9 < v < y1 + 9), (u, v, box)
+
+
+def test_a_frame_too_small_for_words_gets_no_legend() -> None:
+    from simple_keypoint.overlays import draw_legend
+
+    canvas = np.zeros((10, 12, 3), np.uint8)
+    assert draw_legend(canvas, 0.5, True, "no point above 0.50") == (0, 0, 0, 0) and not canvas.any()
+    assert draw_overlay(np.zeros((10, 12), np.uint8), np.zeros((0, 3)), None, conf=0.5).shape == (10, 12, 3)
+
+
+def test_detect_overlays_carry_the_legend(tmp_path) -> None:
+    """On the command line: a tiny frame with nothing above --conf 1 gets the bar and the note in a
+    corner, the rest of the overlay as before."""
+    from simple_keypoint import load_model
+    from simple_keypoint.paths import repo_root, shipped_weights
+
+    image = cv2.resize(cv2.imread(str(repo_root() / "data" / "test" / "images" / "Misc_15.png")), (135, 96))
+    cv2.imwrite(str(tmp_path / "tiny.png"), image)
+    out = tmp_path / "out"
+    assert main(["--weights", "heatmap_n", "--source", str(tmp_path / "tiny.png"), "--out", str(out), "--conf", "1",
+                 "--quiet"]) == 0
+    overlay = cv2.imread(str(out / "overlays" / "tiny.jpg"))
+    _, heat = load_model(shipped_weights("heatmap_n"), device="cpu").predict_with_heatmap(image)
+    plain = draw_overlay(image, np.zeros((0, 3)), heat, 0.4)  # the same frame without the legend
+    rows, cols = np.nonzero(np.abs(overlay.astype(int) - plain).max(axis=2) > 60)
+    assert rows.min() > 96 // 2 and cols.min() < 135 // 4  # the legend's corner, bottom left; nothing elsewhere
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    assert min(jet_ends(overlay[box])) > 0 and jet_ends(plain[box])[1] == 0  # the bar's both ends were drawn
+
+
+def test_track_overlays_carry_the_legend_and_say_no_track_until_one_is_confirmed() -> None:
+    from simple_keypoint.sources import Frame, Result, draw_tracks
+    from simple_keypoint.tracking import TrackPoint
+
+    image = np.full((120, 160), 60, np.uint8)
+    result = Result(Frame(0, 0, 0.0, image), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((120, 160), np.float32))
+    tentative = [TrackPoint(0, False, 80.0, 60.0, (80.0, 60.0, 0.6))]
+    confirmed = [TrackPoint(1, True, 80.0, 60.0, (80.0, 60.0, 0.9), [(76.0, 60.0), (80.0, 60.0)])]
+    plain = draw_tracks(result, tentative, 0.4)  # no threshold given: no legend (as the benchmark's figure)
+    waiting = draw_tracks(result, tentative, 0.4, conf=0.5)
+    tracked = draw_tracks(result, confirmed, 0.4, conf=0.5)
+    legend_rows = [np.flatnonzero((draw_tracks(result, rows, 0.4, conf=0.5) != draw_tracks(result, rows, 0.4)).any(axis=(1, 2)))
+                   for rows in (tentative, confirmed)]
+    assert (tracked != waiting).any()
+    assert all(len(rows) for rows in legend_rows) and len(legend_rows[0]) > len(legend_rows[1])  # "no track": a line more
+    assert min(jet_ends(waiting)) > 0 and jet_ends(plain)[1] == 0  # the colour bar

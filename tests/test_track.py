@@ -310,7 +310,7 @@ def test_track_command_on_a_short_clip(tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "out"
     assert cli_main(["track", "--source", str(clip), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "24 image(s) done" in printed and f"wrote {out / 'clip_tracks.csv'}" in printed
+    assert "24 frame(s) of 1 video(s)" in printed and f"wrote {out / 'clip_tracks.csv'}" in printed
     assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.mp4", "clip_tracks.csv"]
     rows = read_csv(out / "clip.csv")
     assert list(rows[0]) == ["frame", "time_s", "track_id", "confirmed", "u", "v", "score", "det_u", "det_v"]
@@ -377,7 +377,7 @@ def test_bad_tracking_options_are_argument_errors(capsys: pytest.CaptureFixture)
 
 
 def test_a_webcam_is_tracked_until_it_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from simple_keypoint import detect as detect_module
+    from simple_keypoint import sources as sources_module
     from simple_keypoint.detect import DetectOptions, Source, detect
     from simple_keypoint.paths import shipped_weights
     from simple_keypoint.predict import load_model
@@ -397,7 +397,7 @@ def test_a_webcam_is_tracked_until_it_stops(tmp_path: Path, monkeypatch: pytest.
         def release(self) -> None:
             pass
 
-    monkeypatch.setattr(detect_module, "open_capture", lambda source: Camera())
+    monkeypatch.setattr(sources_module, "open_capture", lambda source: Camera())
     model = load_model(shipped_weights("heatmap"), device="cpu")
     report = detect(model, [Source("camera", "0")], tmp_path, DetectOptions(track=TrackOptions()))
     assert report.failures == ["camera 0: stopped delivering frames after 14 frame(s)"]
