@@ -232,13 +232,16 @@ def peer_label(peer: PeerModel) -> str:
     return f"{PEER_NAME} ({Path(PEER_WEIGHTS).name}, {protocol}), threshold {peer.conf:.2f}"
 
 
-def accuracy(net: torch.nn.Module, heatmaps: Sequence[str], log: Callable[[str], None]) -> dict[str, Any]:
+def accuracy(net: torch.nn.Module, heatmaps: Sequence[str], log: Callable[[str], None],
+             sets: Sequence[str] | None = None, ground: bool = True) -> dict[str, Any]:
     """``{"per_dataset": {set: {row: metrics}}, "target_free": {row: {check: summary}}}`` for our
-    models (benchmarks.accuracy's code path) and the peer (native, and its protocol on PROTOCOL_SET)."""
-    test_sets = load_sets(TEST_SETS)
-    clutter = read_whole(load_clutter, CLUTTER_TEST)
-    h, w = clutter[0].image.shape
-    checks = {f"HIT-UAV test {w}x{h}": (clutter, 1), f"HIT-UAV test x2 ({2 * w}x{2 * h})": (resized_up(clutter), 2)}
+    models (benchmarks.accuracy's code path) and the peer (native, and its protocol on PROTOCOL_SET).
+    ``sets``: the test sets by name (default all); ``ground``: also the HIT-UAV target-free frames."""
+    test_sets = load_sets({name: folder for name, folder in TEST_SETS.items() if sets is None or name in sets})
+    clutter = read_whole(load_clutter, CLUTTER_TEST) if ground else []
+    h, w = clutter[0].image.shape if clutter else (0, 0)
+    checks = ({f"HIT-UAV test {w}x{h}": (clutter, 1), f"HIT-UAV test x2 ({2 * w}x{2 * h})": (resized_up(clutter), 2)}
+              if ground else {})
     out: dict[str, Any] = {"per_dataset": {name: {} for name in test_sets}, "target_free": {}}
     for path in heatmaps:
         entry: Scored = load_scored(path)
@@ -357,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch threads for the accuracy part (0: torch's default); the timing table always uses 1")
     p.add_argument("--no-accuracy", action="store_true", help="only the timing table")
     p.add_argument("--no-timing", action="store_true", help="only the accuracy tables")
+    p.add_argument("--sets", nargs="+", choices=list(TEST_SETS), default=None, metavar="SET",
+                   help=f"test sets to score (default: all of {', '.join(TEST_SETS)})")
+    p.add_argument("--no-ground", action="store_true", help="skip the HIT-UAV target-free frames (the peer's slowest part)")
     p.add_argument("--repeats", type=int, default=11, help="timed frames per size (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed frames per size first")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/results.md)")
@@ -380,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_accuracy:
             if args.threads > 0:
                 torch.set_num_threads(args.threads)
-            out.update(accuracy(net, args.heatmap, log))
+            out.update(accuracy(net, args.heatmap, log, args.sets, not args.no_ground))
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
