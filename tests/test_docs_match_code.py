@@ -152,9 +152,32 @@ def detect_messages() -> list[str]:
             ["--source", "nothere", "--out", "o2"],
             ["--source", "good/images", "--out", "o3", "--conf", "2"],
             ["--source", f"http://127.0.0.1:{free_port()}/clip.mp4", "--retries", "0", "--out", "o4"]]
+    # Hand labels in the output folder (refused, then replaced with --exist-ok); a source matching nothing.
+    for folder in ("ds/images", "ds/labels"):
+        Path(folder).mkdir(parents=True)
+    for k in (1, 2, 3):
+        (Path("ds/images") / f"Misc_{k}.png").write_bytes(one)
+        (Path("ds/labels") / f"Misc_{k}.txt").write_text("1\n0.5 0.5\n")
+    runs += [["--source", "ds/images", "--out", "ds"], ["--source", "ds/images", "--out", "ds", "--exist-ok"],
+             ["--source", "good/images", "b/*.png", "--out", "o6"], ["--source", cut_video(Path("clip.avi")), "--out", "o7"]]
     printed = [captured(lambda argv=argv: detect.main(["--weights", "w.pt", "--quiet", *argv])) for argv in runs]
     printed.append(captured(lambda: detect.main(["--weights", "heatmap_x", "--source", "good/images", "--out", "o5"])))
     return printed
+
+
+def cut_video(path: Path, frames: int = 30) -> str:
+    """An AVI whose header states ``frames`` frames, cut off half-way."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(frames):
+        frame = np.full((48, 64, 3), 20, np.uint8)
+        frame[20:23, 2 * i:2 * i + 3] = 255
+        writer.write(frame)
+    writer.release()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return str(path)
 
 
 def weights_messages() -> list[str]:

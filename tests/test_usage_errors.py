@@ -35,7 +35,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, s
      "simple-keypoint threshold: error: --max-false-per-image -1 is not >= 0"),
     (["export", "--opset", "seventeen"], "simple-keypoint export: error: --opset seventeen is not an integer"),
     (["convert", "from-cocoa"], "simple-keypoint convert: error: COMMAND from-cocoa is not one of: "
-                                "masks, from-labelme, to-labelme, from-coco, to-coco"),
+                                "masks, from-labelme, to-labelme, from-coco, to-coco, boxes"),
     (["convert", "masks"], "simple-keypoint convert masks: error: the following arguments are required: dataset"),
     (["train", "heatmap", "--epochs", "0"], "simple-keypoint train heatmap: error: --epochs 0 is not >= 1"),
     (["train", "regression", "--lr", "nan"], "simple-keypoint train regression: error: --lr nan is not a finite number"),
