@@ -242,6 +242,7 @@ def test_killed_runs_resume_to_the_same_final_epoch(tmp_path: Path) -> None:
     try:
         steps_per_epoch = int(first.wait_for("heatmap net: ").split(", ")[-1].split()[0])
         wait_for_epoch(last, 1, first)
+        first.wait_for("epoch 1/")  # epoch 1 wholly done (saved, logged, plotted): the signal lands in epoch 2's steps
         first.proc.send_signal(signal.SIGINT)
         # 130 from sys.exit, or death by the signal after the message (a shell shows 130 for both);
         # what matters, the message and a loadable last.pt, is checked below.
