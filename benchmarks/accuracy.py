@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks.tophat import NORMALISATIONS, TopHatDetector, TopHatSettings
 from simple_keypoint.backbone import SIZES
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint
-from simple_keypoint.dataset import DatasetError, Sample, ScanReport, load_clutter, load_dataset
+from simple_keypoint.dataset import DatasetError, Sample, ScanReport, load_clutter, load_dataset, resized_up
 from simple_keypoint.evaluate import FALSE_ALARMS_PER_IMAGE, ImageResult, pick_threshold, predict_all, score
 from simple_keypoint.images import standardise
 from simple_keypoint.labels import atomic_write
@@ -257,18 +257,6 @@ def targets_blocked(sample: Sample) -> np.ndarray:
 def target_free(samples: list[Sample]) -> list[Sample]:
     """The frames with every target blocked and no point left to find."""
     return [replace(s, points=np.zeros((0, 2)), blocked=targets_blocked(s)) for s in samples]
-
-
-def resized_up(samples: list[Sample], factor: int = 2) -> list[Sample]:
-    """Each frame resized up ``factor`` times (bilinear; its blocked pixels nearest), standardised again."""
-    out = []
-    for s in samples:
-        h, w = s.image.shape
-        image = standardise(cv2.resize(s.image, (w * factor, h * factor), interpolation=cv2.INTER_LINEAR))
-        blocked = None if s.blocked is None else cv2.resize(s.blocked.astype(np.uint8), (w * factor, h * factor),
-                                                            interpolation=cv2.INTER_NEAREST) > 0
-        out.append(Sample(f"{s.name} x{factor}", image, np.zeros((0, 2)), blocked, s.source))
-    return out
 
 
 def tiled(samples: list[Sample], tiles: tuple[int, int] = TILES, seed: int = SEED) -> list[Sample]:

@@ -211,7 +211,7 @@ def peer_results(peer: PeerModel, scored: Sequence[Sample], originals: Sequence[
     """The peer's points on each frame, as :func:`simple_keypoint.evaluate.predict_all` gives ours:
     ``scored`` carries the truth and blocked pixels, ``originals`` (the same frames as read) name the
     files, which the peer reads again as RGB (our samples hold standardised gray). ``enlarge``: the frames
-    resized up as :func:`benchmarks.accuracy.resized_up` resizes ``scored``'s (bilinear)."""
+    resized up as :func:`simple_keypoint.dataset.resized_up` resizes ``scored``'s (bilinear)."""
     results = []
     for sample, original in zip(scored, originals, strict=True):
         rgb = read_rgb(sample_file(original))

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from simple_keypoint.convert import mask_moments
-from simple_keypoint.images import ImageError, find_images, load_gray, read_image, to_gray
+from simple_keypoint.images import ImageError, find_images, load_gray, read_image, standardise, to_gray
 from simple_keypoint.labels import LabelError, normalised_to_pixel, read_labels
 
 
@@ -472,3 +472,17 @@ class MixedCropDataset(torch.utils.data.Dataset):
             image, points = random_crop(sample.image, sample.points_with_spreads() if self.spreads else sample.points,
                                         self.crop_size, rng, self.target_fraction, self.keep_one)
         return as_item(image, points, rng, True, self.max_points)
+
+
+def resized_up(samples: list[Sample], factor: int = 2) -> list[Sample]:
+    """Each frame resized up ``factor`` times (bilinear; its blocked pixels nearest) and standardised
+    again, its points moved with it: ground seen from closer, as large frames show it."""
+    out = []
+    for s in samples:
+        h, w = s.image.shape
+        image = standardise(cv2.resize(s.image, (w * factor, h * factor), interpolation=cv2.INTER_LINEAR))
+        blocked = None if s.blocked is None else cv2.resize(s.blocked.astype(np.uint8), (w * factor, h * factor),
+                                                            interpolation=cv2.INTER_NEAREST) > 0
+        # Pixel centres scale as (u + 0.5) * factor - 0.5.
+        out.append(Sample(f"{s.name} x{factor}", image, s.points * factor + (factor - 1) / 2, blocked, s.source))
+    return out

@@ -32,17 +32,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from simple_keypoint.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_bytes, save_checkpoint
-from simple_keypoint.dataset import DatasetError, Sample, load_clutter, load_dataset
+from simple_keypoint.dataset import DatasetError, Sample, load_clutter, load_dataset, resized_up
 from simple_keypoint.evaluate import ImageResult, match, score
 from simple_keypoint.heatmap.verifier import WINDOW, VerifierNet, channels, torch_runner, windows
-from simple_keypoint.images import standardise
 from simple_keypoint.options import HelpFormatter, number
 from simple_keypoint.paths import DefaultPathError, resolve_weights
 from simple_keypoint.predict import Localizer, load_model
@@ -114,19 +112,6 @@ def split_like_heatmap(samples: list[Sample], folder: str, heatmap_args: dict[st
     return samples, []
 
 
-def enlarged(samples: list[Sample], factor: int) -> list[Sample]:
-    if factor == 1:
-        return samples
-    out = []
-    for s in samples:
-        h, w = s.image.shape
-        image = standardise(cv2.resize(s.image, (w * factor, h * factor), interpolation=cv2.INTER_LINEAR))
-        blocked = None if s.blocked is None else cv2.resize(s.blocked.astype(np.uint8), (w * factor, h * factor),
-                                                            interpolation=cv2.INTER_NEAREST) > 0
-        out.append(Sample(f"{s.name} x{factor}", image, s.points * factor + (factor - 1) / 2, blocked, s.source))
-    return out
-
-
 def mine(model: Localizer, name: str, samples: list[Sample], cfg: VerifierConfig) -> Candidates:
     """Every candidate of every frame of ``samples`` as a window (with room for the jitter); kept in
     ``cache`` (an .npz named by everything that decides it) for the next run."""
@@ -173,9 +158,9 @@ def load_candidates(model: Localizer, cfg: VerifierConfig, heatmap_args: dict[st
         fit, held = split_like_heatmap(read_folder(folder, clutter=True), folder, heatmap_args)
         for factor in cfg.clutter_scales:
             tag = f"{folder} x{factor}" if factor != 1 else folder
-            train.append(mine(model, tag, enlarged(fit, factor), cfg))
+            train.append(mine(model, tag, fit if factor == 1 else resized_up(fit, factor), cfg))
             if held:
-                val.append(mine(model, tag, enlarged(held, factor), cfg))
+                val.append(mine(model, tag, held if factor == 1 else resized_up(held, factor), cfg))
     return train, val
 
 
