@@ -24,6 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from simple_keypoint.quiet import opencv_silent, quiet_video_backend
+
 # Pixels above this share of the box's peak contrast make its bright region.
 BRIGHT_SHARE = 0.3
 # The ring around the grown box whose median is the local background.
@@ -129,7 +131,9 @@ def boxed_frames(video: str | os.PathLike, boxes: str | os.PathLike, every: int 
     wanted = {i for i in by_frame if i % every == offset % every}
     if not wanted:
         return
-    capture = cv2.VideoCapture(str(video))
+    quiet_video_backend()
+    with opencv_silent():  # the failure is reported once, by name
+        capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise BoxError(f"{video}: cannot open the video")
     try:
