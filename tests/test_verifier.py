@@ -94,6 +94,10 @@ def test_train_verifier_end_to_end(tmp_path: Path) -> None:
     assert model.predict(sample_image(), conf=0.0).shape[1] == 3
     again = run_python(*train_verifier_args("heatmap_n", data, tmp_path / "v2", tmp_path / "cache", epochs="1"))
     assert again.returncode == 0 and "candidates data" not in again.stderr  # mined candidates were reused
+    before = (out / "best.pt").read_bytes()
+    refused = run_python(*train_verifier_args("heatmap_n", data, out, tmp_path / "cache", epochs="1"))
+    assert refused.returncode == 1 and (out / "best.pt").read_bytes() == before
+    assert refused.stderr.strip().splitlines()[-1].startswith(f"error: {out} already holds best.pt and 3 more")
 
 
 def test_train_verifier_without_targets_among_candidates_is_one_error(heatmap_checkpoint: Path, tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from simple_keypoint.paths import DefaultPathError, resolve_weights
 from simple_keypoint.predict import Localizer, load_model
 from simple_keypoint.training import carve_validation, stored_folder
 
+RUN_FILES = ("best.pt", "last.pt", "config.json", "log.csv")  # what a run writes into --out
 RADIUS = 3.0  # a candidate within this many px of a labelled point is a target (the scorer's radius)
 
 
@@ -61,6 +62,7 @@ class VerifierConfig:
     clutter: list[str] = field(default_factory=lambda: ["data/hit-uav/train"])
     clutter_scales: list[int] = field(default_factory=lambda: [1, 2])
     out: str = "runs/verifier"
+    exist_ok: bool = False  # replace a run's files already in ``out``
     candidate_conf: float = 0.1
     max_candidates: int = 32
     window: int = WINDOW
@@ -269,6 +271,10 @@ def with_verifier(heatmap: dict[str, Any], net: VerifierNet, cfg: VerifierConfig
 
 def train_verifier(cfg: VerifierConfig) -> Path:
     out = Path(cfg.out)
+    taken = [name for name in RUN_FILES if (out / name).exists()]
+    if taken and not cfg.exist_ok:
+        raise VerifierDataError(f"{out} already holds {taken[0]}" + (f" and {len(taken) - 1} more" if len(taken) > 1 else "")
+                                + " from another run; choose another --out or pass --exist-ok to replace them")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1), encoding="utf-8")
     torch.manual_seed(cfg.seed)
@@ -331,6 +337,7 @@ def parse_config(argv: list[str] | None = None) -> VerifierConfig:
     p.add_argument("--clutter-scales", nargs="+", type=int, default=defaults.clutter_scales,
                    help="clutter frames are also mined enlarged by these factors")
     p.add_argument("--out", default=defaults.out, help="folder for best.pt, last.pt, config.json, log.csv")
+    p.add_argument("--exist-ok", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--candidate-conf", type=number(float, 0.0, 1.0), default=defaults.candidate_conf,
                    help="heatmap score a peak needs to be a candidate")
     p.add_argument("--max-candidates", type=number(int, 1), default=defaults.max_candidates, help="candidates per frame")
