@@ -10,7 +10,9 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int = 0, optimizatio
     """An ``onnxruntime.InferenceSession`` on the CPU for a file or serialized model.
 
     ``threads``: intra-op threads (0 = onnxruntime's default, all cores); one inter-op thread,
-    as these graphs are a single chain. ``optimization``: a ``GraphOptimizationLevel`` (default
+    as these graphs are a single chain. Idle workers sleep instead of spinning: a heatmap model
+    runs two sessions (U-shape and verifier) and PyTorch/OpenCV work between them, and spinning
+    workers of one starve the others of the cores (docs/speed.md). ``optimization``: a ``GraphOptimizationLevel`` (default
     onnxruntime's). onnxruntime's own errors pass through (it exports no error types to catch).
     """
     import onnxruntime as ort  # only the ONNX backend needs it
@@ -18,6 +20,7 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int = 0, optimizatio
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if optimization is not None:
         options.graph_optimization_level = optimization
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,

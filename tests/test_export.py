@@ -253,3 +253,10 @@ def test_export_a_net_with_global_context(tmp_path: Path) -> None:
     checkpoint = {"method": "heatmap", "model_args": {"widths": (4, 8, 16), "full_res_channels": 2, "context": True},
                   "model_state": net.state_dict(), "decode": {"conf": 0.3}}
     assert export.export_onnx(checkpoint, tmp_path / "context.onnx") < 1e-4  # checked at two image sizes
+
+
+def test_every_onnx_session_lets_idle_workers_sleep(models: dict) -> None:
+    """Two sessions (U-shape and verifier) with spinning workers starve each other on a small machine."""
+    model = load_model(models["heatmap"]["onnx"], threads=0)
+    assert isinstance(model, OnnxLocalizer)
+    assert model.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"

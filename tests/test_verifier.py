@@ -31,6 +31,24 @@ def test_window_is_centred_on_the_candidate_and_replicates_borders() -> None:
     assert np.allclose(w[1, 1, :centre], w[1, 1, centre])  # rows above the frame repeat its first row
 
 
+@pytest.mark.parametrize("size", [32, 31, 8])
+def test_windows_match_a_plain_cut_median_and_clip(size: int) -> None:
+    rng = np.random.default_rng(3)
+    gray = (rng.normal(size=(23, 37)) * 9).astype(np.float32)
+    logits = (rng.normal(size=(23, 37)) * 30).astype(np.float32)
+    points = np.array([[0, 0, 0.2], [36, 22, 0.99], [17.4, 11.6, 0.5], [-2.0, 40.0, 0.7], [5, 20, 1e-9]])
+    got = windows(gray, logits, points, size=size)
+    before = (size - 1) // 2
+    for i, (u, v, score) in enumerate(points):
+        u, v = int(np.clip(round(u), 0, 36)), int(np.clip(round(v), 0, 22))
+        rows = np.clip(np.arange(v - before, v - before + size), 0, 22)
+        cols = np.clip(np.arange(u - before, u - before + size), 0, 36)
+        g, lg = gray[np.ix_(rows, cols)], logits[np.ix_(rows, cols)]
+        assert np.allclose(got[i, 0], np.clip(g - np.median(g), -20, 20) / CONTRAST_SCALE, atol=1e-6)
+        assert np.allclose(got[i, 1], np.clip(lg, -20, 20) / LOGIT_SCALE)
+        assert np.allclose(got[i, 2], np.clip(np.log(score / (1 - score)), -20, 20) / LOGIT_SCALE)
+
+
 def with_verifier(checkpoint_path: Path, out: Path, bias: float, candidate_conf: float = 0.0) -> Path:
     """The checkpoint with a random verifier whose output is shifted by ``bias``."""
     checkpoint = load_checkpoint(checkpoint_path)
