@@ -12,7 +12,8 @@ alone against confirmed tracks.
 ``boxes/<video>.csv``): a ground camera's thermal videos of airplanes, birds, drones and
 helicopters, with a box per labelled target per frame. A confirmed point inside a box grown by 2 px
 finds it (one point per box; any other confirmed point is a false alarm, a second point on one
-target included). Split by video number (:func:`split_of`): tune on one part, report on the other.
+target included). Split by video as ``convert boxes`` splits (:func:`drone_ir_splits`): tune on its validation
+videos, report on its test videos; its training videos (the detector learnt from them) are left out.
 Reported per class, and for panning against still cameras (a video's median measured camera speed
 above PAN_PX). Detections, object extents and camera features are cached under
 ``--out``/drone-ir.
@@ -55,6 +56,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from simple_keypoint.boxes import video_parts
 from simple_keypoint.dataset import Patch, cut_patches, load_dataset
 from simple_keypoint.images import find_images, read_image, to_gray
 from simple_keypoint.labels import pixel_to_normalised, write_labels
@@ -476,12 +478,14 @@ EXTENT_FLOOR = 0.1  # object extents are cached for detections down to this scor
 PAN_PX = 0.3  # px/frame: a video whose camera moves more than this (median over its frames) is "panning"
 
 
-def split_of(name: str) -> str:
-    """The fixed split by video name: numbers 25-36, 61-72, 97-108, 133-144 (every third block of 12)
-    are validation, the rest tune. Blocks, not alternate videos: neighbouring numbers were filmed
-    together and look alike."""
-    number = int(name.rsplit("_", 1)[1])
-    return "validation" if ((number - 1) // 12) % 3 == 2 else "tune"
+SPLITS = {"test": "test", "val": "tune"}  # convert boxes' part -> this benchmark's; "train" videos are left out
+
+
+def drone_ir_splits(names: list[str]) -> dict[str, str]:
+    """Each video's split here: ``convert boxes``' fixed split by video (``boxes.video_parts``), so the
+    detector's own training videos (its verifier learnt from them) are never scored: its validation
+    videos tune the tracker (``"tune"``), its test videos report (``"test"``)."""
+    return {name: SPLITS[part] for name, part in video_parts(names).items() if part in SPLITS}
 
 
 @dataclass
@@ -556,7 +560,7 @@ def tracking_code_version() -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
 
 
-def load_video(root: Path, name: str, model, key: str, cache: Path) -> Video:
+def load_video(root: Path, name: str, split: str, model, key: str, cache: Path) -> Video:
     """A video's detections (cached per model), object extents (cached per model and version of the
     tracking code) and camera features (cached per version of the tracking code), computed on first use."""
     video = root / "videos" / f"{name}.mp4"
@@ -603,7 +607,7 @@ def load_video(root: Path, name: str, model, key: str, cache: Path) -> Video:
     width, height, motion_ms = m["meta"][0]
     kind = name.split("_")[1].lower()
     frames = len(points)
-    return Video(name, kind, split_of(name), read_boxes(root / "boxes" / f"{name}.csv", frames), points, e["extents"],
+    return Video(name, kind, split, read_boxes(root / "boxes" / f"{name}.csv", frames), points, e["extents"],
                  motions, (int(width), int(height)), float(motion_ms), float(e["meta"][0][0]))
 
 
@@ -729,7 +733,7 @@ def drone_ir_groups(videos: list[Video], options: TrackOptions, pans: dict[str, 
         tally = score_video(video, outputs, seconds)
         for group in (video.kind, "panning camera" if pans[video.name] else "still camera", "all"):
             groups.setdefault(f"{video.split}: {group}", Tally()).add(tally)
-    order = [f"{split}: {g}" for split in ("validation", "tune")
+    order = [f"{split}: {g}" for split in ("test", "tune")
              for g in (*CLASSES, "panning camera", "still camera", "all")]
     return {k: groups[k] for k in order if k in groups}
 
@@ -930,7 +934,7 @@ def figure(seq: Detected, folder: Path, options: TrackOptions, path: Path) -> No
 _worker_model = None
 
 
-def _load_in_worker(root: Path, name: str, weights: Path, key: str, cache: Path) -> str:
+def _load_in_worker(root: Path, name: str, split: str, weights: Path, key: str, cache: Path) -> str:
     global _worker_model
     if _worker_model is None and not (cache / key / f"{name}.npz").is_file():  # the model only for detections
         import torch
@@ -939,32 +943,33 @@ def _load_in_worker(root: Path, name: str, weights: Path, key: str, cache: Path)
 
         torch.set_num_threads(1)
         _worker_model = load_model(weights, device="cpu", threads=1)
-    load_video(root, name, _worker_model, key, cache)
+    load_video(root, name, split, _worker_model, key, cache)
     return name
 
 
 def drone_ir_report(root: Path, cache: Path, weights: Path, model, key: str, options: TrackOptions,
                     args: argparse.Namespace) -> None:
     """The drone-ir tables: per split, class and camera; the tune videos' sweep with --sweep."""
-    names = sorted(p.stem for p in (root / "videos").glob("*.mp4"))
+    splits = drone_ir_splits([p.stem for p in (root / "videos").glob("*.mp4")])
+    names = sorted(splits)
     if args.videos or args.tune_videos:
         picked: dict[tuple[str, str], list[str]] = {}
         for name in names:
-            picked.setdefault((name.split("_")[1], split_of(name)), []).append(name)
-        limit = {"validation": args.videos, "tune": min(args.videos or 10**6, args.tune_videos or 10**6)}
+            picked.setdefault((name.split("_")[1], splits[name]), []).append(name)
+        limit = {"test": args.videos, "tune": min(args.videos or 10**6, args.tune_videos or 10**6)}
         names = sorted(n for (_, split), group in picked.items() for n in group[:limit[split] or None])
     started = time.perf_counter()
     if args.jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.jobs) as pool:
-            list(pool.map(_load_in_worker, *zip(*[(root, n, weights, key, cache) for n in names], strict=True)))
-    videos = [load_video(root, n, model, key, cache) for n in names]
+            list(pool.map(_load_in_worker, *zip(*[(root, n, splits[n], weights, key, cache) for n in names], strict=True)))
+    videos = [load_video(root, n, splits[n], model, key, cache) for n in names]
     pans = {v.name: camera_speed(run_video(v, options)[2]) > PAN_PX for v in videos}
     md = args.markdown
     frames = sum(len(v.points) for v in videos)
-    counts = {split: sum(v.split == split for v in videos) for split in ("validation", "tune")}
-    print(f"drone-ir: {len(videos)} videos ({counts['validation']} validation, {counts['tune']} tune), {frames} frames, "
+    counts = {split: sum(v.split == split for v in videos) for split in ("test", "tune")}
+    print(f"drone-ir: {len(videos)} videos ({counts['test']} test, {counts['tune']} tune), {frames} frames, "
           f"{sum(pans.values())} panning (median camera speed above {PAN_PX} px/frame); camera motion "
           f"{np.mean([v.motion_ms for v in videos]):.2f} ms/frame, object extents "
           f"{np.mean([v.extent_ms for v in videos]):.2f} ms/frame (detections down to {EXTENT_FLOOR}); "

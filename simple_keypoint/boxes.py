@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,19 +171,23 @@ def video_class(stem: str) -> str:
 VIDEO_PARTS = ("train", "val", "test", "all")
 
 
-def split_videos(pairs: list[tuple[Path, Path]], part: str, every: int = 10) -> list[tuple[Path, Path]]:
+def video_parts(stems: Iterable[str], every: int = 10) -> dict[str, str]:
     """A fixed split by video, never by frame (neighbouring frames are near copies): within each
-    class in name order, the ``every``-th video (10th, 20th, ...) is validation, the one half-way
-    between (5th, 15th, ...) test, the rest train."""
-    if part not in VIDEO_PARTS:
-        raise ValueError(f"unknown part {part!r} ({', '.join(VIDEO_PARTS)})")
+    class in name order, the ``every``-th video (10th, 20th, ...) is ``"val"``, the one half-way
+    between (5th, 15th, ...) ``"test"``, the rest ``"train"``. ``stems``: every video of the set."""
     seen: dict[str, int] = {}
-    out = []
-    for pair in pairs:
-        cls = video_class(pair[0].stem)
+    parts = {}
+    for stem in sorted(stems):
+        cls = video_class(stem)
         seen[cls] = seen.get(cls, 0) + 1
         position = seen[cls] % every
-        which = "val" if position == 0 else "test" if position == every // 2 else "train"
-        if part in (which, "all"):
-            out.append(pair)
-    return out
+        parts[stem] = "val" if position == 0 else "test" if position == every // 2 else "train"
+    return parts
+
+
+def split_videos(pairs: list[tuple[Path, Path]], part: str, every: int = 10) -> list[tuple[Path, Path]]:
+    """The (video, boxes) pairs of one part of :func:`video_parts`' split (``"all"``: every pair)."""
+    if part not in VIDEO_PARTS:
+        raise ValueError(f"unknown part {part!r} ({', '.join(VIDEO_PARTS)})")
+    parts = video_parts([video.stem for video, _ in pairs], every)
+    return [pair for pair in pairs if part in (parts[pair[0].stem], "all")]

@@ -224,8 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     if any(metrics.get(c) == "-" for metrics in shown.values() for c in MAIN_COLUMNS):
         print("-: cannot be computed there (AP and Pd need labelled targets; err needs a target found within the radius)")
     print(format_table(shown, MAIN_COLUMNS))
-    if args.json:
-        atomic_write(args.json, json.dumps({"weights": str(args.weights), "conf": conf, "results": tables}, indent=2).encode())
+    if args.json:  # a figure that cannot be computed is null (JSON has no NaN)
+        results = {name: {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()}
+                   for name, metrics in tables.items()}
+        atomic_write(args.json, json.dumps({"weights": str(args.weights), "conf": conf, "results": results}, indent=2,
+                                           allow_nan=False).encode())
     return 1 if failed or not tables else 0
 
 

@@ -8,7 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
-from simple_keypoint.boxes import BoxError, box_point, box_region, box_videos, boxed_frames, read_boxes, split_videos
+from simple_keypoint.boxes import (
+    BoxError,
+    box_point,
+    box_region,
+    box_videos,
+    boxed_frames,
+    read_boxes,
+    split_videos,
+    video_parts,
+)
 from simple_keypoint.convert import main as convert_main
 from simple_keypoint.convert import mask_points
 from simple_keypoint.labels import normalised_to_pixel, read_labels
@@ -120,3 +129,14 @@ def test_convert_boxes_writes_points_and_keeps_existing_labels(box_dataset: Path
 def test_convert_boxes_on_a_folder_without_videos_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert convert_main(["boxes", str(tmp_path), str(tmp_path / "out"), "--quiet"]) == 1
     assert "no videos/<name>.mp4 with a boxes/<name>.csv" in capsys.readouterr().err
+
+
+def test_tracking_benchmark_scores_only_videos_the_detector_never_learnt_from() -> None:
+    from benchmarks.tracking import drone_ir_splits
+
+    names = [f"IR_{cls}_{i:03d}" for cls in ("BIRD", "DRONE") for i in range(1, 31)]
+    parts = video_parts(names)
+    splits = drone_ir_splits(names)
+    assert {parts[n] for n in splits} == {"val", "test"}
+    assert all(splits[n] == ("tune" if parts[n] == "val" else "test") for n in splits)
+    assert len(splits) == 2 * 6  # per class of 30: the 10th, 20th, 30th tune; the 5th, 15th, 25th test

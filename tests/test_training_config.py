@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import re
 from pathlib import Path
@@ -148,8 +149,11 @@ def test_evaluate_shows_no_nan_for_a_folder_without_targets(tmp_path: Path, caps
         (tmp_path / "labels").mkdir(exist_ok=True)
         cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), np.random.default_rng(0).integers(0, 255, (48, 64), np.uint8))
         (tmp_path / "labels" / f"{name}.txt").write_text("0\n")
+    report = tmp_path / "report.json"
     assert evaluate_main(["--weights", "heatmap_n", "--data", str(tmp_path), "--backend", "torch", "--device", "cpu",
-                          "--quiet"]) == 0
+                          "--quiet", "--json", str(report)]) == 0
     out = capsys.readouterr().out
     assert not re.search(r"\bnan\b", out, re.IGNORECASE) and "-: cannot be computed there" in out
     assert out.splitlines()[-1].split()[1:3] == ["2", "0"]  # 2 images, 0 targets
+    metrics = json.loads(report.read_text())["results"][str(tmp_path)]  # strict JSON: no NaN literal
+    assert metrics["AP@3px"] is None and metrics["images"] == 2
