@@ -52,6 +52,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from benchmarks.accuracy import (
     CLUTTER_TEST,
@@ -206,14 +207,15 @@ def sample_file(sample: Sample) -> Path:
     return Path(sample.source) / "images" / sample.name
 
 
-def peer_results(peer: PeerModel, scored: Sequence[Sample], originals: Sequence[Sample], enlarge: int = 1
-                 ) -> list[ImageResult]:
+def peer_results(peer: PeerModel, scored: Sequence[Sample], originals: Sequence[Sample], enlarge: int = 1,
+                 progress: bool = True) -> list[ImageResult]:
     """The peer's points on each frame, as :func:`simple_keypoint.evaluate.predict_all` gives ours:
     ``scored`` carries the truth and blocked pixels, ``originals`` (the same frames as read) name the
     files, which the peer reads again as RGB (our samples hold standardised gray). ``enlarge``: the frames
     resized up as :func:`simple_keypoint.dataset.resized_up` resizes ``scored``'s (bilinear)."""
     results = []
-    for sample, original in zip(scored, originals, strict=True):
+    frames = zip(scored, originals, strict=True)
+    for sample, original in tqdm(frames, total=len(scored), desc=PEER_NAME, unit="frame", leave=False, disable=not progress):
         rgb = read_rgb(sample_file(original))
         if enlarge != 1:
             h, w = rgb.shape[:2]

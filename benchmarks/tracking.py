@@ -740,7 +740,7 @@ def drone_ir_groups(videos: list[Video], options: TrackOptions, pans: dict[str, 
 
 def drone_ir_sweep(videos: list[Video], base: TrackOptions, markdown: bool) -> str:
     """Each option varied alone around ``base``, on the tune videos."""
-    grid: dict[str, list] = {"conf": [0.3, 0.4, 0.6, 0.7], "keep_conf": [0.1, 0.3],
+    grid: dict[str, list] = {"conf": [0.1, 0.3, 0.4, 0.5, 0.7, 0.8, 0.9, 0.95], "keep_conf": [0.05, 0.1, 0.3, 0.5],
                              "confirm": [(3, 5), (5, 7), (6, 8), (8, 10)], "max_missed": [3, 8, 12],
                              "gate": [6.0, 12.0, 16.0], "min_move": [1.0, 3.0], "clear_sky": [0, 4, 15, 30],
                              "objects": [False], "border": [0.0, 5.0], "motion": [False]}

@@ -6,4 +6,4 @@
 # (python -m landmark_annotation.proposal_accuracy; the table is in its README). A model
 # whose own threshold is lower keeps it.
 PROPOSAL_FLOOR = 0.01
-PROPOSAL_THRESHOLD = 0.77
+PROPOSAL_THRESHOLD = 0.04

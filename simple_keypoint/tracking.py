@@ -116,8 +116,8 @@ def join_objects(points: np.ndarray, extents: np.ndarray) -> tuple[np.ndarray, n
 class TrackOptions:
     """How tracks start, are confirmed, continue and end; defaults measured on ``benchmarks.tracking``."""
 
-    conf: float = 0.6  # detections at or above this may start a track
-    keep_conf: float = 0.2  # a confirmed track continues with detections down to this
+    conf: float = 0.1  # detections at or above this may start a track (verifier scores: docs/tracking.md)
+    keep_conf: float = 0.05  # a confirmed track continues with detections down to this
     confirm_hits: int = 4  # M: detections ...
     confirm_window: int = 6  # ... in the last N frames confirm a track
     max_missed: int = 5  # K: a track ends after this many frames unseen

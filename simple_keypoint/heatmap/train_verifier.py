@@ -67,9 +67,9 @@ class VerifierConfig:
     max_candidates: int = 32
     window: int = WINDOW
     context: int = 1  # > 1: also a window this many times wider, shrunk to the same size
-    widths: list[int] = field(default_factory=lambda: [16, 32, 64])
+    widths: list[int] = field(default_factory=lambda: [8, 16, 32])
     jitter: int = 2
-    epochs: int = 30
+    epochs: int = 60
     windows_per_epoch: int = 16384
     batch_size: int = 128
     lr: float = 3e-3
