@@ -485,6 +485,16 @@ def parse_loo(items: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def write_json(path: Path, data: object) -> bool:
+    """``data`` written atomically as JSON; False (said in one line) if the file cannot be written."""
+    try:
+        atomic_write(path, json.dumps(data, indent=2).encode())
+    except OSError as e:
+        print(f"error: cannot write {path}: {e.strerror or e}", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -513,10 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report(out, args.markdown))
     if args.json:
         old = previous_run(args.json) if args.quick else {}
-        try:
-            atomic_write(args.json, json.dumps(merged(old, out), indent=2).encode())
-        except OSError as e:
-            print(f"error: cannot write {args.json}: {e.strerror or e}", file=sys.stderr)
+        if not write_json(args.json, merged(old, out)):
             return 1
     return 0
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 import time
@@ -69,10 +68,10 @@ from benchmarks.accuracy import (
     resized_up,
     resolve,
     score_on_sets,
+    write_json,
 )
 from simple_keypoint.dataset import Sample, load_clutter
 from simple_keypoint.evaluate import ImageResult, predict_all, score
-from simple_keypoint.labels import atomic_write
 from simple_keypoint.tables import format_cell, render_table
 
 PEER_ENV = "SIMPLE_KEYPOINT_PEER_REPISD"
@@ -405,12 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         parts += [f"One thread, median of {args.repeats} frames per size, rows interleaved",
                   timing_table(out["timing"], args.markdown)]
     print("\n\n".join(parts))
-    if args.json:
-        try:
-            atomic_write(args.json, json.dumps(out, indent=2).encode())
-        except OSError as e:
-            print(f"error: cannot write {args.json}: {e.strerror or e}", file=sys.stderr)
-            return 1
+    if args.json and not write_json(args.json, out):
+        return 1
     return 0
 
 

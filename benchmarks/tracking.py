@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from simple_keypoint.boxes import video_parts
+from simple_keypoint.boxes import video_class, video_parts
 from simple_keypoint.dataset import Patch, cut_patches, load_dataset
 from simple_keypoint.images import find_images, read_image, to_gray
 from simple_keypoint.labels import pixel_to_normalised, write_labels
@@ -605,7 +605,7 @@ def load_video(root: Path, name: str, split: str, model, key: str, cache: Path) 
     motions = [FrameMotion(None, b, a, s, bool(f[0])) for b, a, s, f in zip(m["before"], m["after"], m["strength"], m["first"],
                                                                             strict=True)]
     width, height, motion_ms = m["meta"][0]
-    kind = name.split("_")[1].lower()
+    kind = video_class(name).lower()
     frames = len(points)
     return Video(name, kind, split, read_boxes(root / "boxes" / f"{name}.csv", frames), points, e["extents"],
                  motions, (int(width), int(height)), float(motion_ms), float(e["meta"][0][0]))
@@ -955,7 +955,7 @@ def drone_ir_report(root: Path, cache: Path, weights: Path, model, key: str, opt
     if args.videos or args.tune_videos:
         picked: dict[tuple[str, str], list[str]] = {}
         for name in names:
-            picked.setdefault((name.split("_")[1], splits[name]), []).append(name)
+            picked.setdefault((video_class(name), splits[name]), []).append(name)
         limit = {"test": args.videos, "tune": min(args.videos or 10**6, args.tune_videos or 10**6)}
         names = sorted(n for (_, split), group in picked.items() for n in group[:limit[split] or None])
     started = time.perf_counter()

@@ -17,7 +17,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -168,6 +168,11 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _uncomputable_as(metrics: dict[str, Any], missing: object) -> dict[str, Any]:
+    """``metrics`` with each figure that cannot be computed (NaN) replaced by ``missing``."""
+    return {k: missing if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     from simple_keypoint.checkpoint import CheckpointError
     from simple_keypoint.dataset import DatasetError, load_dataset
@@ -219,14 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{model.method} model {args.weights}, threshold {conf:.3f}, match radius 3 px (Pd@1/2px: radius 1/2 px)")
     # A figure that cannot be computed (AP, Pd of a folder without labelled targets; the error where
     # nothing was found) shows as "-", explained above the table, never as a bare nan.
-    shown = {name: {k: "-" if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()}
-             for name, metrics in tables.items()}
+    shown = {name: _uncomputable_as(metrics, "-") for name, metrics in tables.items()}
     if any(metrics.get(c) == "-" for metrics in shown.values() for c in MAIN_COLUMNS):
         print("-: cannot be computed there (AP and Pd need labelled targets; err needs a target found within the radius)")
     print(format_table(shown, MAIN_COLUMNS))
-    if args.json:  # a figure that cannot be computed is null (JSON has no NaN)
-        results = {name: {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()}
-                   for name, metrics in tables.items()}
+    if args.json:  # JSON has no NaN: null
+        results = {name: _uncomputable_as(metrics, None) for name, metrics in tables.items()}
         atomic_write(args.json, json.dumps({"weights": str(args.weights), "conf": conf, "results": results}, indent=2,
                                            allow_nan=False).encode())
     return 1 if failed or not tables else 0

@@ -11,9 +11,9 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int = 0, optimizatio
 
     ``threads``: intra-op threads (0 = onnxruntime's default, all cores); one inter-op thread,
     as these graphs are a single chain. Idle workers sleep instead of spinning: a heatmap model
-    runs two sessions (U-shape and verifier) and PyTorch/OpenCV work between them, and spinning
-    workers of one starve the others of the cores (docs/speed.md). ``optimization``: a ``GraphOptimizationLevel`` (default
-    onnxruntime's). onnxruntime's own errors pass through (it exports no error types to catch).
+    runs two sessions (U-shape and verifier) with PyTorch and OpenCV work between them, and the
+    spinning workers of one would starve the rest (docs/decisions.md). ``optimization``: a
+    ``GraphOptimizationLevel`` (default onnxruntime's). onnxruntime's own errors pass through (it exports no error types to catch).
     """
     import onnxruntime as ort  # only the ONNX backend needs it
 

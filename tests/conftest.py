@@ -156,3 +156,15 @@ def heatmap_checkpoint(heatmap_run: tuple[Path, subprocess.CompletedProcess]) ->
 @pytest.fixture(scope="session")
 def regression_checkpoint(regression_run: tuple[Path, subprocess.CompletedProcess]) -> Path:
     return regression_run[0] / "weights" / "best.pt"
+
+
+def decoded_frames(path: Path) -> list:
+    """Every frame OpenCV decodes from a video file (BGR arrays)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (got := capture.read())[0]:
+        frames.append(got[1])
+    capture.release()
+    return frames

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, decoded_frames
 
 from simple_keypoint.detect import main as detect_main
 from simple_keypoint.images import read_image, to_gray
@@ -47,15 +47,6 @@ def moving_frames(count: int, width: int = 160, height: int = 120) -> list[np.nd
         frame = sky(width, height)
         cv2.circle(frame, (20 + 2 * t, height // 2), 1, (255, 255, 255), -1)
         frames.append(frame)
-    return frames
-
-
-def decoded(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while (got := capture.read())[0]:
-        frames.append(got[1])
-    capture.release()
     return frames
 
 
@@ -172,7 +163,7 @@ def test_a_video_that_ends_early_is_a_failure_naming_the_frame(tmp_path: Path, c
     clip = tmp_path / "in" / "cut.avi"
     clip.parent.mkdir()
     clip.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the header still says 30 frames
-    readable = len(decoded(clip))
+    readable = len(decoded_frames(clip))
     assert 0 < readable < 30 and int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT)) == 30
     image = TEST_IMAGES / "Misc_15.png"
     out = tmp_path / "out"
@@ -190,11 +181,11 @@ def test_a_video_that_ends_early_is_a_failure_naming_the_frame(tmp_path: Path, c
 @pytest.mark.parametrize("width, height", [(325, 241), (135, 96), (136, 97)])
 def test_the_output_video_has_the_input_size(tmp_path: Path, width: int, height: int) -> None:
     clip = write_avi(tmp_path / "clip.avi", moving_frames(4, width, height))
-    assert decoded(clip)[0].shape == (height, width, 3)  # the input really is that size
+    assert decoded_frames(clip)[0].shape == (height, width, 3)  # the input really is that size
     out = tmp_path / "out"
     assert detect_main([*WEIGHTS, "--source", str(clip), "--out", str(out), "--quiet"]) == 0
     (video,) = [p for p in out.iterdir() if p.suffix in (".mp4", ".avi")]
-    written = decoded(video)
+    written = decoded_frames(video)
     assert len(written) == 4 and {f.shape for f in written} == {(height, width, 3)}
 
 

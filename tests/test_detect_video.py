@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import PATIENCE, REPO, run_python
+from conftest import PATIENCE, REPO, decoded_frames, run_python
 
 from simple_keypoint import detect as detect_module
 from simple_keypoint import sources as sources_module
@@ -34,15 +34,6 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
         video.write(frame)
     video.release()
     return path
-
-
-def decoded_frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while (got := capture.read())[0]:
-        frames.append(got[1])
-    capture.release()
-    return frames
 
 
 @pytest.fixture(scope="module")
